@@ -1,0 +1,1 @@
+//! IDX file loader (MNIST family), plain or gzip-compressed.
