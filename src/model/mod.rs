@@ -11,8 +11,8 @@ use ndarray::ArrayView2;
 pub mod mlp;
 pub mod softmax;
 
-pub use mlp::Mlp;
-pub use softmax::SoftmaxRegression;
+
+
 
 /// Reusable work buffers for forward/backward passes, so the training hot
 /// loop does not allocate. One `Scratch` per thread; any model may use it.

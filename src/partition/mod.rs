@@ -1,0 +1,1 @@
+//! Partitioning a dataset into clients.
