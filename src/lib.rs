@@ -4,9 +4,29 @@
 //! train real models on a virtual clock. See the README for the user's manual;
 //! this crate exposes the building blocks (models, partitions, strategies,
 //! the event engine) so researchers can extend them.
+//!
+//! Map of the crate:
+//! * [`scenario`] — the scenario file, `--set` overrides, validation;
+//! * [`data`] — datasets, loaders and synthetic generators;
+//! * [`partition`] — splitting data over clients;
+//! * [`model`] — models over one flat parameter vector;
+//! * [`client`] — local training;
+//! * [`strategy`] — server-side aggregation;
+//! * [`system`] — device profiles and their distributions;
+//! * [`engine`] — virtual time, the event queue, a round's timeline;
+//! * [`experiment`] — a scenario run round by round;
+//! * [`report`] — result files;
+//! * [`commands`] — the command-line commands.
 
 pub mod client;
+pub mod commands;
 pub mod data;
+pub mod engine;
+pub mod experiment;
 pub mod model;
 pub mod partition;
+pub mod report;
 pub mod rng;
+pub mod scenario;
+pub mod strategy;
+pub mod system;

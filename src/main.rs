@@ -1,1 +1,111 @@
-fn main() {}
+//! The `fedsim` command line: argument parsing only; the work is done by
+//! `fedsim::commands`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use fedsim::commands::{self, RunArgs, ScenarioArgs};
+
+/// fedsim: a discrete-event simulator for federated learning.
+#[derive(Parser)]
+#[command(name = "fedsim", version, about, long_about = None)]
+struct Cli {
+    /// Worker threads for training and evaluation (default: all cores).
+    /// Results do not depend on it.
+    #[arg(long, global = true, value_name = "N")]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct ScenarioOpts {
+    /// The scenario file (TOML).
+    scenario: PathBuf,
+    /// Override a scenario key, e.g. --set rounds=50 --set strategy.kind=fedprox.
+    #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
+    sets: Vec<String>,
+    /// Override the scenario's seed.
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+impl ScenarioOpts {
+    fn into_args(self) -> ScenarioArgs {
+        ScenarioArgs {
+            path: self.scenario,
+            sets: self.sets,
+            seed: self.seed,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a scenario and write its results.
+    Run {
+        #[command(flatten)]
+        scenario: ScenarioOpts,
+        /// Results folder (default: results/<scenario name>/<run id>/).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Check a scenario file without running it.
+    Validate {
+        #[command(flatten)]
+        scenario: ScenarioOpts,
+    },
+    /// Print the partition's and the devices' statistics without training.
+    Inspect {
+        #[command(flatten)]
+        scenario: ScenarioOpts,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(n) = cli.threads {
+        if n == 0 {
+            eprintln!("error: --threads must be at least 1");
+            return ExitCode::from(2);
+        }
+        if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(n).build_global() {
+            eprintln!("error: cannot start {n} threads: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    let result = match cli.command {
+        Command::Run {
+            scenario,
+            out,
+            quiet,
+        } => commands::run(&RunArgs {
+            scenario: scenario.into_args(),
+            out,
+            quiet,
+        })
+        .map(|_| ()),
+        Command::Validate { scenario } => commands::validate(&scenario.into_args()).map(|_| ()),
+        Command::Inspect { scenario } => {
+            commands::inspect(&scenario.into_args(), &mut std::io::stdout().lock())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if e
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {e:#}");
+            let usage = e.downcast_ref::<fedsim::scenario::ScenarioError>().is_some();
+            ExitCode::from(if usage { 2 } else { 1 })
+        }
+    }
+}

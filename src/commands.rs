@@ -1,0 +1,294 @@
+//! The command-line commands, as library functions (`main.rs` only parses
+//! arguments). Human output goes to stdout, progress to stderr.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::experiment::{Experiment, Observer, RoundRow, RunError, load_data, make_model, make_partition};
+use crate::partition;
+use crate::report::{RunDir, Summary, fresh_run_dir, summarize};
+use crate::scenario::{self, Scenario};
+use crate::system::Spread;
+
+/// Options shared by commands that read a scenario.
+#[derive(Debug, Clone, Default)]
+pub struct ScenarioArgs {
+    /// The scenario file.
+    pub path: PathBuf,
+    /// `key.path=value` overrides, applied in order.
+    pub sets: Vec<String>,
+    /// Seed override (applied after `sets`).
+    pub seed: Option<u64>,
+}
+
+impl ScenarioArgs {
+    /// Loads and validates the scenario, printing notes about ignored keys
+    /// to stderr.
+    pub fn load(&self) -> Result<Scenario> {
+        let mut sets = self.sets.clone();
+        if let Some(seed) = self.seed {
+            sets.push(format!("seed={seed}"));
+        }
+        let s = scenario::load(&self.path, &sets)?;
+        for n in &s.notes {
+            eprintln!("note: {}: {n}", self.path.display());
+        }
+        Ok(s)
+    }
+}
+
+/// Options of `fedsim run`.
+#[derive(Debug, Clone, Default)]
+pub struct RunArgs {
+    /// Scenario and overrides.
+    pub scenario: ScenarioArgs,
+    /// Results folder; default `results/<name>/<run id>/`.
+    pub out: Option<PathBuf>,
+    /// No progress bar.
+    pub quiet: bool,
+}
+
+struct Progress<'a> {
+    bar: ProgressBar,
+    dir: &'a mut RunDir,
+    last: Option<RoundRow>,
+}
+
+impl Observer for Progress<'_> {
+    fn round_done(&mut self, round: usize, _total: usize) {
+        self.bar.set_position(round as u64);
+    }
+    fn row(&mut self, row: &RoundRow) -> Result<(), RunError> {
+        self.bar.set_message(format!("acc {:.4}", row.test_accuracy));
+        self.last = Some(row.clone());
+        self.dir.row(row)
+    }
+}
+
+/// Human-readable byte count (decimal units).
+pub fn human_bytes(b: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i + 1 < units.len() {
+        v /= 1000.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.2} {}", units[i])
+    }
+}
+
+/// Human-readable duration of virtual time.
+pub fn human_duration(s: f64) -> String {
+    if !s.is_finite() {
+        return "-".into();
+    }
+    if s < 60.0 {
+        return format!("{s:.2} s");
+    }
+    let total = s.round() as u64;
+    let (h, m, sec) = (total / 3600, total / 60 % 60, total % 60);
+    if h > 0 {
+        format!("{h}h {m:02}m {sec:02}s")
+    } else {
+        format!("{m}m {sec:02}s")
+    }
+}
+
+/// `fedsim run`: runs a scenario and writes its results. Returns the
+/// results folder and the summary.
+pub fn run(args: &RunArgs) -> Result<(PathBuf, Summary)> {
+    let s = args.scenario.load()?;
+    let dir = match &args.out {
+        Some(p) => p.clone(),
+        None => fresh_run_dir(Path::new("results"), &s.name, s.seed)?,
+    };
+    let show = !args.quiet && std::io::stderr().is_terminal();
+    if show {
+        eprintln!("fedsim: preparing {} …", s.name);
+    }
+    let mut exp = Experiment::build(s.clone()).with_context(|| {
+        format!("scenario {}", args.scenario.path.display())
+    })?;
+    let mut rd = RunDir::create(&dir, &s)?;
+    let bar = if show {
+        ProgressBar::with_draw_target(Some(s.rounds as u64), ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} round {pos}/{len} [{bar:30}] {msg} · {elapsed_precise} elapsed, eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    let mut prog = Progress {
+        bar,
+        dir: &mut rd,
+        last: None,
+    };
+    let res = exp.run(&mut prog)?;
+    prog.bar.finish_and_clear();
+    let summary = summarize(
+        &s,
+        &exp.model.describe(),
+        exp.model.num_params(),
+        &exp.strategy.name(),
+        &res,
+    );
+    rd.finish(&summary, &res.timing)?;
+
+    let mut out = std::io::stdout().lock();
+    let _ = print_summary(&mut out, &s, &exp, &summary, &res.timing, &dir);
+    Ok((dir, summary))
+}
+
+fn print_summary(
+    out: &mut impl Write,
+    s: &Scenario,
+    exp: &Experiment,
+    sum: &Summary,
+    timing: &crate::experiment::Timing,
+    dir: &Path,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{}: {} · {} clients, {} per round · {} ({} params) · {}",
+        s.name,
+        exp.data.name,
+        s.clients,
+        s.clients_per_round,
+        sum.model,
+        sum.params,
+        sum.strategy
+    )?;
+    if sum.diverged {
+        writeln!(
+            out,
+            "  DIVERGED at round {}: loss or parameters became NaN/∞; lower client.lr",
+            sum.rounds_run
+        )?;
+    }
+    writeln!(
+        out,
+        "  final accuracy {:.4} · best {:.4} (round {}) · test loss {:.4}",
+        sum.final_accuracy, sum.best_accuracy, sum.best_round, sum.final_test_loss
+    )?;
+    writeln!(
+        out,
+        "  {} rounds in {} of virtual time · {} down, {} up",
+        sum.rounds_run,
+        human_duration(sum.virtual_time_s),
+        human_bytes(sum.total_bytes_down),
+        human_bytes(sum.total_bytes_up)
+    )?;
+    match sum.rounds_to_target {
+        Some(r) => writeln!(
+            out,
+            "  target {:.4} ({}) reached at round {r}, {} virtual, {} moved",
+            sum.target_accuracy,
+            sum.target_source,
+            human_duration(sum.time_to_target_s.unwrap_or(f64::NAN)),
+            human_bytes(sum.bytes_to_target.unwrap_or(0))
+        )?,
+        None => writeln!(
+            out,
+            "  target {:.4} ({}) not reached",
+            sum.target_accuracy, sum.target_source
+        )?,
+    }
+    writeln!(
+        out,
+        "  wall {:.2} s ({} client-rounds, {:.0}/s) · results in {}",
+        timing.wall_s,
+        timing.client_rounds,
+        timing.client_rounds as f64 / timing.wall_s.max(1e-9),
+        dir.display()
+    )
+}
+
+/// `fedsim validate`: checks a scenario without running it.
+pub fn validate(args: &ScenarioArgs) -> Result<Scenario> {
+    let s = args.load()?;
+    println!(
+        "{}: ok — {} clients, {} per round, {} rounds",
+        args.path.display(),
+        s.clients,
+        s.clients_per_round,
+        s.rounds
+    );
+    Ok(s)
+}
+
+/// `fedsim inspect`: prints the data, partition and device statistics
+/// without training.
+pub fn inspect(args: &ScenarioArgs, out: &mut impl Write) -> Result<()> {
+    let s = args.load()?;
+    let data = load_data(&s)?;
+    let parts = make_partition(&s, &data)?;
+    let model = make_model(&s.model, data.train.dim(), data.train.num_classes);
+    writeln!(
+        out,
+        "data: {} — {} training / {} test samples, {} features, {} classes",
+        data.name,
+        data.train.len(),
+        data.test.len(),
+        data.train.dim(),
+        data.train.num_classes
+    )?;
+    let st = partition::stats(&parts, &data.train.y, data.train.num_classes);
+    writeln!(out, "partition ({:?}):", s.partition.label)?;
+    writeln!(out, "{st}")?;
+    writeln!(
+        out,
+        "model: {} — {} params, {:.0} training FLOPs/sample, {} per transfer",
+        model.describe(),
+        model.num_params(),
+        model.train_flops_per_sample(),
+        human_bytes(model.num_params() as u64 * 4)
+    )?;
+    // Device spread over (up to) the first 100 000 clients.
+    let n = s.clients.min(100_000);
+    let profiles: Vec<_> = (0..n).map(|c| s.system.devices.profile(s.seed, c)).collect();
+    writeln!(
+        out,
+        "devices ({n} clients):        min       p10    median       p90       max"
+    )?;
+    let mut line = |name: &str, mut v: Vec<f64>| -> std::io::Result<()> {
+        let sp = Spread::of(&mut v);
+        writeln!(
+            out,
+            "  {name:<22} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
+            sp.min, sp.p10, sp.median, sp.p90, sp.max
+        )
+    };
+    line("compute GFLOP/s", profiles.iter().map(|p| p.gflops).collect())?;
+    line("download Mbit/s", profiles.iter().map(|p| p.down_mbps).collect())?;
+    line("upload Mbit/s", profiles.iter().map(|p| p.up_mbps).collect())?;
+    line("latency ms", profiles.iter().map(|p| p.latency_s * 1e3).collect())?;
+    let bytes = model.num_params() as u64 * 4;
+    let local = &s.local;
+    line(
+        "round trip s (no jitter)",
+        (0..n)
+            .map(|c| {
+                let p = &profiles[c];
+                let w = crate::client::planned_work(local, parts[c].len());
+                p.download_s(bytes)
+                    + p.compute_s(w.samples as f64 * model.train_flops_per_sample())
+                    + p.upload_s(bytes)
+            })
+            .collect(),
+    )?;
+    if let Some(d) = s.system.deadline {
+        writeln!(out, "deadline: {}", human_duration(d.as_secs()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,500 @@
+//! An experiment: a checked scenario turned into data, clients, a model and
+//! a strategy, run round by round on the virtual clock.
+//!
+//! Per round: select `ceil(K × over_selection)` clients uniformly without
+//! replacement, compute each one's round trip from its device profile, play
+//! the round on the event queue ([`plan_round`]), train — really, in
+//! parallel — the clients whose updates arrive in time, and aggregate them
+//! in client-id order. Every random draw uses a named stream keyed by
+//! `(seed, purpose, round, client)`, so results do not depend on the thread
+//! count and two strategies run with the same seed see the same partition,
+//! devices, selections and dropouts.
+
+use std::time::Instant;
+
+use rand::RngExt;
+use rand_distr::{Distribution, StandardNormal};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::client::{LocalConfig, LocalResult, planned_work, train_local, work_for_steps};
+use crate::data::{DataError, DataSplit, Dataset, idx, synthetic};
+use crate::engine::{ClientTrip, CloseReason, Fate, SimTime, plan_round};
+use crate::model::{Mlp, Model, Scratch, SoftmaxRegression};
+use crate::partition::{self, ClientIndices, PartitionError};
+use crate::rng::{Purpose, stream};
+use crate::scenario::{DataSpec, ModelSpec, Scenario, StrategySpec};
+use crate::strategy::{ClientUpdate, FedAvg, FedProx, RoundInfo, Strategy};
+
+/// Why an experiment could not be built or run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Loading the dataset failed.
+    #[error("loading data: {0}")]
+    Data(#[from] DataError),
+    /// The partition could not be made.
+    #[error("partitioning: {0}")]
+    Partition(#[from] PartitionError),
+    /// The data and the scenario disagree.
+    #[error("{0}")]
+    Mismatch(String),
+    /// Writing results failed.
+    #[error("writing results: {0}")]
+    Output(String),
+}
+
+/// One row of `metrics.csv`: an evaluated round. Counters and byte columns
+/// are for that round alone; `cum_*` columns cover every round so far.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RoundRow {
+    /// Round number, from 1.
+    pub round: usize,
+    /// Virtual time at the close of the round, seconds.
+    pub virtual_time_s: f64,
+    /// Accuracy of the global model on the test set (or subset).
+    pub test_accuracy: f64,
+    /// Mean cross-entropy on the test set.
+    pub test_loss: f64,
+    /// Sample-weighted mean of the aggregated clients' mean local minibatch
+    /// losses (empty when no update was aggregated).
+    pub train_loss: Option<f64>,
+    /// Clients selected.
+    pub selected: usize,
+    /// Updates aggregated (partial ones included).
+    pub completed: usize,
+    /// Of those, updates with partial work.
+    pub partial: usize,
+    /// Clients that failed.
+    pub dropped: usize,
+    /// Updates that arrived after the round closed (discarded).
+    pub late: usize,
+    /// Bytes sent to clients this round.
+    pub bytes_down: u64,
+    /// Bytes sent by clients this round.
+    pub bytes_up: u64,
+    /// Bytes sent to clients since the start.
+    pub cum_bytes_down: u64,
+    /// Bytes sent by clients since the start.
+    pub cum_bytes_up: u64,
+    /// Virtual duration of the round, seconds.
+    pub round_duration_s: f64,
+    /// Why the round closed: `quorum`, `deadline` or `all-done`.
+    pub close_reason: &'static str,
+}
+
+/// Host-side cost of a run; kept apart from the deterministic outputs.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Timing {
+    /// Wall-clock seconds of the whole run (setup excluded).
+    pub wall_s: f64,
+    /// Wall-clock seconds spent in local training.
+    pub train_s: f64,
+    /// Wall-clock seconds spent evaluating.
+    pub eval_s: f64,
+    /// Wall-clock seconds of data loading and partitioning.
+    pub setup_s: f64,
+    /// Client-rounds trained.
+    pub client_rounds: u64,
+    /// Training FLOPs performed (model FLOPs per sample × samples).
+    pub train_flops: f64,
+    /// Threads used.
+    pub threads: usize,
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    /// The rows written to `metrics.csv`.
+    pub rows: Vec<RoundRow>,
+    /// True if the run stopped because the model diverged (NaN or ∞).
+    pub diverged: bool,
+    /// Host-side timing.
+    pub timing: Timing,
+}
+
+/// Receives progress while a run goes on.
+pub trait Observer {
+    /// Called after every round (evaluated or not).
+    fn round_done(&mut self, _round: usize, _total: usize) {}
+    /// Called with each evaluated round's row; an error stops the run.
+    fn row(&mut self, _row: &RoundRow) -> Result<(), RunError> {
+        Ok(())
+    }
+}
+
+/// An observer that ignores everything.
+pub struct Silent;
+impl Observer for Silent {}
+
+/// A built experiment, ready to run.
+pub struct Experiment {
+    /// The checked scenario.
+    pub scenario: Scenario,
+    /// Training and test data.
+    pub data: DataSplit,
+    /// Each client's row indices into `data.train`.
+    pub clients: ClientIndices,
+    /// The model.
+    pub model: Box<dyn Model>,
+    /// The aggregation strategy.
+    pub strategy: Box<dyn Strategy>,
+    eval_set: Dataset,
+    setup_s: f64,
+}
+
+/// Loads or generates the scenario's data.
+pub fn load_data(s: &Scenario) -> Result<DataSplit, RunError> {
+    Ok(match &s.data {
+        DataSpec::Synthetic(c) => synthetic::fedprox_synthetic(c, s.seed),
+        DataSpec::Mixture(c) => synthetic::gaussian_mixture(c, s.seed),
+        DataSpec::FashionMnist(p) => idx::fashion_mnist(Some(p))?,
+        DataSpec::Idx(p) => idx::load_mnist_family(p, "idx")?,
+    })
+}
+
+/// Splits the training data over the scenario's clients.
+pub fn make_partition(s: &Scenario, data: &DataSplit) -> Result<ClientIndices, RunError> {
+    let mut rng = stream(s.seed, Purpose::Partition, 0, 0);
+    Ok(partition::partition(
+        &data.train.y,
+        data.train.num_classes,
+        data.train.groups.as_deref(),
+        &s.partition,
+        &mut rng,
+    )?)
+}
+
+/// Builds the scenario's model for data of this shape.
+pub fn make_model(spec: &ModelSpec, input_dim: usize, classes: usize) -> Box<dyn Model> {
+    match spec {
+        ModelSpec::Softmax => Box::new(SoftmaxRegression::new(input_dim, classes)),
+        ModelSpec::Mlp(h) => Box::new(Mlp::new(input_dim, h, classes)),
+    }
+}
+
+/// Builds the scenario's strategy.
+pub fn make_strategy(spec: &StrategySpec) -> Box<dyn Strategy> {
+    match spec {
+        StrategySpec::FedAvg => Box::new(FedAvg),
+        StrategySpec::FedProx { mu, partial_work } => Box::new(FedProx {
+            mu: *mu,
+            partial_work: *partial_work,
+        }),
+    }
+}
+
+fn subset(d: &Dataset, rows: &[u32]) -> Dataset {
+    let x = d.x.select(ndarray::Axis(0), &rows.iter().map(|&r| r as usize).collect::<Vec<_>>());
+    Dataset {
+        x,
+        y: rows.iter().map(|&r| d.y[r as usize]).collect(),
+        num_classes: d.num_classes,
+        groups: None,
+    }
+}
+
+/// Mean loss and accuracy of `params` on `data`, evaluated in fixed blocks
+/// in parallel and summed in block order (deterministic).
+pub fn evaluate(model: &dyn Model, params: &[f32], data: &Dataset) -> (f64, f64) {
+    const BLOCK: usize = 1024;
+    let n = data.len();
+    if n == 0 {
+        return (f64::NAN, f64::NAN);
+    }
+    let blocks: Vec<(f64, usize)> = (0..n.div_ceil(BLOCK))
+        .into_par_iter()
+        .map_init(Scratch::new, |scratch, b| {
+            let lo = b * BLOCK;
+            let hi = (lo + BLOCK).min(n);
+            model.evaluate(
+                params,
+                data.x.slice(ndarray::s![lo..hi, ..]),
+                &data.y[lo..hi],
+                scratch,
+            )
+        })
+        .collect();
+    let (loss, correct) = blocks
+        .iter()
+        .fold((0f64, 0usize), |(l, c), &(bl, bc)| (l + bl, c + bc));
+    (loss / n as f64, correct as f64 / n as f64)
+}
+
+struct Plan {
+    trip: ClientTrip,
+    max_steps: Option<usize>,
+}
+
+impl Experiment {
+    /// Loads the data, partitions it, and builds the model and strategy.
+    pub fn build(scenario: Scenario) -> Result<Self, RunError> {
+        let t0 = Instant::now();
+        let data = load_data(&scenario)?;
+        if data.train.is_empty() || data.test.is_empty() {
+            return Err(RunError::Mismatch(format!(
+                "dataset {} has {} training and {} test samples; both must be non-empty",
+                data.name,
+                data.train.len(),
+                data.test.len()
+            )));
+        }
+        let clients = make_partition(&scenario, &data)?;
+        Self::from_parts(scenario, data, clients, t0.elapsed().as_secs_f64())
+    }
+
+    /// Builds an experiment from data and a partition made elsewhere.
+    pub fn from_parts(
+        scenario: Scenario,
+        data: DataSplit,
+        clients: ClientIndices,
+        setup_s: f64,
+    ) -> Result<Self, RunError> {
+        if clients.len() != scenario.clients {
+            return Err(RunError::Mismatch(format!(
+                "the partition has {} clients but the scenario expects {}",
+                clients.len(),
+                scenario.clients
+            )));
+        }
+        let model = make_model(&scenario.model, data.train.dim(), data.train.num_classes);
+        let strategy = make_strategy(&scenario.strategy);
+        let eval_set = if scenario.eval.test_subset > 0 && scenario.eval.test_subset < data.test.len()
+        {
+            let mut rng = stream(scenario.seed, Purpose::Eval, 0, 0);
+            let mut rows: Vec<u32> =
+                rand::seq::index::sample(&mut rng, data.test.len(), scenario.eval.test_subset)
+                    .into_iter()
+                    .map(|i| i as u32)
+                    .collect();
+            rows.sort_unstable();
+            subset(&data.test, &rows)
+        } else {
+            data.test.clone()
+        };
+        Ok(Self {
+            scenario,
+            data,
+            clients,
+            model,
+            strategy,
+            eval_set,
+            setup_s,
+        })
+    }
+
+    /// Bytes of one model transfer (f32 parameters).
+    pub fn model_bytes(&self) -> u64 {
+        self.model.num_params() as u64 * 4
+    }
+
+    fn plan_client(&self, round: usize, client: usize, local: &LocalConfig) -> Plan {
+        let s = &self.scenario;
+        let prof = s.system.devices.profile(s.seed, client);
+        let n = self.clients[client].len();
+        let work = planned_work(local, n);
+        let jitter = if s.system.compute_jitter > 0.0 {
+            let mut rng = stream(s.seed, Purpose::Jitter, round as u64, client as u64);
+            let z: f64 = StandardNormal.sample(&mut rng);
+            (s.system.compute_jitter * z).exp()
+        } else {
+            1.0
+        };
+        let per_sample = prof.compute_s(self.model.train_flops_per_sample()) * jitter;
+        let bytes = self.model_bytes();
+        let download = SimTime::from_secs(prof.download_s(bytes));
+        let upload = SimTime::from_secs(prof.upload_s(bytes));
+        let mut compute = SimTime::from_secs(work.samples as f64 * per_sample);
+        let mut max_steps = None;
+        if let Some(deadline) = s.system.deadline
+            && self.strategy.accepts_partial_work()
+            && download + compute + upload > deadline
+        {
+            // The most steps that still let the upload finish by the deadline.
+            let budget = (deadline - download - upload).as_secs();
+            let fits = |k: usize| work_for_steps(local, n, k).samples as f64 * per_sample <= budget;
+            let (mut lo, mut hi) = (0usize, work.steps);
+            while lo < hi {
+                let mid = (lo + hi).div_ceil(2);
+                if fits(mid) {
+                    lo = mid;
+                } else {
+                    hi = mid - 1;
+                }
+            }
+            if lo >= 1 && download + upload <= deadline {
+                compute =
+                    SimTime::from_secs(work_for_steps(local, n, lo).samples as f64 * per_sample);
+                max_steps = Some(lo);
+            }
+        }
+        let mut rng = stream(s.seed, Purpose::Dropout, round as u64, client as u64);
+        let fail_at = (rng.random::<f64>() < s.system.dropout).then(|| rng.random::<f64>());
+        Plan {
+            trip: ClientTrip {
+                client,
+                download,
+                compute,
+                upload,
+                fail_at,
+            },
+            max_steps,
+        }
+    }
+
+    /// The clients selected in `round` (sorted by id).
+    pub fn select(&self, round: usize) -> Vec<usize> {
+        let s = &self.scenario;
+        let m = ((s.clients_per_round as f64 * s.system.over_selection).ceil() as usize)
+            .clamp(s.clients_per_round, s.clients);
+        let mut rng = stream(s.seed, Purpose::Select, round as u64, 0);
+        let mut sel = rand::seq::index::sample(&mut rng, s.clients, m).into_vec();
+        sel.sort_unstable();
+        sel
+    }
+
+    /// Runs every round, reporting to `obs`.
+    pub fn run(&mut self, obs: &mut dyn Observer) -> Result<RunResult, RunError> {
+        let start = Instant::now();
+        let s = self.scenario.clone();
+        let model: &dyn Model = self.model.as_ref();
+        let mut global = model.init_params(&mut stream(s.seed, Purpose::Init, 0, 0));
+        let local = self.strategy.configure_client(&s.local);
+        let bytes = self.model_bytes();
+        let mut now = SimTime::ZERO;
+        let (mut cum_down, mut cum_up) = (0u64, 0u64);
+        let mut rows = Vec::new();
+        let mut timing = Timing {
+            setup_s: self.setup_s,
+            threads: rayon::current_num_threads(),
+            ..Timing::default()
+        };
+        let mut diverged = false;
+        for round in 1..=s.rounds {
+            let selected = self.select(round);
+            let plans: Vec<Plan> = selected
+                .iter()
+                .map(|&c| self.plan_client(round, c, &local))
+                .collect();
+            let trips: Vec<ClientTrip> = plans.iter().map(|p| p.trip).collect();
+            let tl = plan_round(
+                now,
+                &trips,
+                s.clients_per_round,
+                s.system.deadline,
+                bytes,
+                bytes,
+            );
+            let todo: Vec<&Plan> = plans
+                .iter()
+                .zip(&tl.fates)
+                .filter(|(_, f)| matches!(f, Fate::Completed { .. }))
+                .map(|(p, _)| p)
+                .collect();
+
+            let t_train = Instant::now();
+            let clients = &self.clients;
+            let train = &self.data.train;
+            let g = &global;
+            let results: Vec<(usize, Option<usize>, LocalResult)> = todo
+                .par_iter()
+                .map_init(Scratch::new, |scratch, p| {
+                    let c = p.trip.client;
+                    let mut rng = stream(s.seed, Purpose::Train, round as u64, c as u64);
+                    let r = train_local(
+                        model,
+                        train,
+                        &clients[c],
+                        g,
+                        &local,
+                        p.max_steps,
+                        &mut rng,
+                        scratch,
+                    );
+                    (c, p.max_steps, r)
+                })
+                .collect();
+            timing.train_s += t_train.elapsed().as_secs_f64();
+
+            let mut updates: Vec<ClientUpdate> = Vec::with_capacity(results.len());
+            for (c, max_steps, r) in results {
+                timing.client_rounds += 1;
+                timing.train_flops += r.samples as f64 * model.train_flops_per_sample();
+                updates.push(ClientUpdate {
+                    client: c,
+                    num_samples: self.clients[c].len(),
+                    steps: r.steps,
+                    train_loss: r.train_loss,
+                    partial: max_steps.is_some(),
+                    params: r.params,
+                });
+            }
+            let contributing: Vec<&ClientUpdate> = updates.iter().filter(|u| u.steps > 0).collect();
+            let weight: f64 = contributing.iter().map(|u| u.num_samples as f64).sum();
+            let train_loss = (weight > 0.0).then(|| {
+                contributing
+                    .iter()
+                    .map(|u| u.train_loss * u.num_samples as f64)
+                    .sum::<f64>()
+                    / weight
+            });
+            if !updates.is_empty() {
+                self.strategy.aggregate(
+                    &mut global,
+                    &updates,
+                    &RoundInfo {
+                        round,
+                        population: s.clients,
+                    },
+                );
+            }
+
+            let duration = tl.close - now;
+            now = tl.close;
+            cum_down += tl.bytes_down;
+            cum_up += tl.bytes_up;
+            let bad_params = global.iter().any(|v| !v.is_finite());
+            let bad_loss = train_loss.is_some_and(|l| !l.is_finite());
+            let last = round == s.rounds || bad_params || bad_loss;
+            if round % s.eval.every == 0 || last {
+                let t_eval = Instant::now();
+                let (test_loss, test_accuracy) = evaluate(model, &global, &self.eval_set);
+                timing.eval_s += t_eval.elapsed().as_secs_f64();
+                let row = RoundRow {
+                    round,
+                    virtual_time_s: now.as_secs(),
+                    test_accuracy,
+                    test_loss,
+                    train_loss,
+                    selected: selected.len(),
+                    completed: updates.len(),
+                    partial: updates.iter().filter(|u| u.partial).count(),
+                    dropped: tl.count(|f| matches!(f, Fate::Dropped { .. })),
+                    late: tl.count(|f| matches!(f, Fate::Late { .. })),
+                    bytes_down: tl.bytes_down,
+                    bytes_up: tl.bytes_up,
+                    cum_bytes_down: cum_down,
+                    cum_bytes_up: cum_up,
+                    round_duration_s: duration.as_secs(),
+                    close_reason: match tl.reason {
+                        CloseReason::Quorum => "quorum",
+                        CloseReason::Deadline => "deadline",
+                        CloseReason::AllDone => "all-done",
+                    },
+                };
+                obs.row(&row)?;
+                rows.push(row);
+            }
+            obs.round_done(round, s.rounds);
+            if bad_params || bad_loss {
+                diverged = true;
+                break;
+            }
+        }
+        timing.wall_s = start.elapsed().as_secs_f64();
+        Ok(RunResult {
+            rows,
+            diverged,
+            timing,
+        })
+    }
+}

@@ -1,0 +1,794 @@
+//! Scenario files: parsing, `--set` overrides, and validation.
+//!
+//! Configuration has two stages. [`raw`] holds the file as written (serde,
+//! unknown keys rejected); [`load`] applies `--set key.path=value` overrides
+//! and validates everything once into a checked [`Scenario`]. Only the
+//! checked type reaches the engine, so no engine code re-validates input.
+//! Every error names the file, the key, the offending value and what is
+//! allowed.
+
+pub mod raw;
+
+use std::path::{Path, PathBuf};
+
+use crate::client::LocalConfig;
+use crate::data::synthetic::{MixtureConfig, SyntheticConfig};
+use crate::engine::SimTime;
+use crate::partition::{LabelSkew, PartitionSpec, QuantitySkew};
+use crate::system::DeviceModel;
+pub use raw::RawScenario;
+use raw::{DataKind, ModelKind, PartitionKind, QuantityKind, StrategyKind};
+
+/// Everything that can be wrong with a scenario.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The file could not be read.
+    #[error("cannot read scenario file {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// TOML syntax error, unknown key or wrong type (the message carries the
+    /// line, column and allowed values).
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What the parser said.
+        message: String,
+    },
+    /// A value that parses but is not allowed.
+    #[error("{path}: `{key}` {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// Dotted key, e.g. `partition.alpha`.
+        key: String,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
+    /// A malformed `--set` argument.
+    #[error("--set {arg}: {message}")]
+    Override {
+        /// The argument as given.
+        arg: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Where the data comes from, checked.
+#[derive(Debug, Clone)]
+pub enum DataSpec {
+    /// FedProx Synthetic(α, β).
+    Synthetic(SyntheticConfig),
+    /// Gaussian mixture.
+    Mixture(MixtureConfig),
+    /// Fashion-MNIST IDX files in this folder.
+    FashionMnist(PathBuf),
+    /// MNIST-family IDX files in this folder.
+    Idx(PathBuf),
+}
+
+/// The model, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelSpec {
+    /// Softmax regression.
+    Softmax,
+    /// MLP with these hidden widths.
+    Mlp(Vec<usize>),
+}
+
+/// The aggregation strategy, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StrategySpec {
+    /// FedAvg.
+    FedAvg,
+    /// FedProx with proximal coefficient `mu`.
+    FedProx {
+        /// μ.
+        mu: f32,
+        /// Accept stragglers' partial work.
+        partial_work: bool,
+    },
+}
+
+/// The simulated system, checked.
+#[derive(Debug, Clone)]
+pub struct SystemSpec {
+    /// Per-round failure probability of a selected client.
+    pub dropout: f64,
+    /// Round deadline (virtual time), if any.
+    pub deadline: Option<SimTime>,
+    /// Over-selection factor ≥ 1.
+    pub over_selection: f64,
+    /// σ of the log-normal compute jitter.
+    pub compute_jitter: f64,
+    /// Device distributions.
+    pub devices: DeviceModel,
+}
+
+/// Evaluation settings, checked.
+#[derive(Debug, Clone)]
+pub struct EvalSpec {
+    /// Evaluate every this many rounds (and always the last).
+    pub every: usize,
+    /// Test subset size; 0 = the whole test set.
+    pub test_subset: usize,
+    /// Target accuracy for "to target" figures.
+    pub target_accuracy: Option<f64>,
+}
+
+/// A validated scenario: the only configuration type the engine accepts.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// Scenario name.
+    pub name: String,
+    /// Master seed.
+    pub seed: u64,
+    /// Rounds to run.
+    pub rounds: usize,
+    /// K: updates aggregated per round.
+    pub clients_per_round: usize,
+    /// Number of clients in the population.
+    pub clients: usize,
+    /// Data source.
+    pub data: DataSpec,
+    /// Partition.
+    pub partition: PartitionSpec,
+    /// Model.
+    pub model: ModelSpec,
+    /// Local training.
+    pub local: LocalConfig,
+    /// Strategy.
+    pub strategy: StrategySpec,
+    /// System.
+    pub system: SystemSpec,
+    /// Evaluation.
+    pub eval: EvalSpec,
+    /// The scenario with every default made explicit: saved next to the
+    /// results, it repeats the run exactly.
+    pub resolved: RawScenario,
+    /// Keys that were set but do not apply to the chosen kinds.
+    pub notes: Vec<String>,
+}
+
+impl Scenario {
+    /// The resolved scenario as TOML text.
+    pub fn resolved_toml(&self) -> String {
+        toml::to_string(&self.resolved).unwrap_or_else(|e| format!("# cannot serialise: {e}\n"))
+    }
+}
+
+/// Reads, overrides and validates the scenario file at `path`.
+pub fn load(path: &Path, overrides: &[String]) -> Result<Scenario, ScenarioError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
+        path: shown.clone(),
+        source,
+    })?;
+    from_str(&text, &shown, overrides)
+}
+
+/// Parses, overrides and validates scenario `text`; `origin` names it in errors.
+pub fn from_str(text: &str, origin: &str, overrides: &[String]) -> Result<Scenario, ScenarioError> {
+    let parse_err = |e: toml::de::Error| ScenarioError::Parse {
+        path: origin.to_string(),
+        message: e.to_string().trim_end().to_string(),
+    };
+    let raw: RawScenario = if overrides.is_empty() {
+        toml::from_str(text).map_err(parse_err)?
+    } else {
+        let mut table: toml::Table = toml::from_str(text).map_err(parse_err)?;
+        for o in overrides {
+            apply_override(&mut table, o)?;
+        }
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ScenarioError::Parse {
+                path: format!("{origin} (with --set overrides)"),
+                message: e.to_string().trim_end().to_string(),
+            })?
+    };
+    validate(raw, origin)
+}
+
+/// Applies one `key.path=value` override to a parsed TOML table. The value
+/// is read as a TOML value (`0.1`, `true`, `[64, 32]`,
+/// `{ kind = "lognormal", median = 5, sigma = 1 }`), or as a plain string
+/// when it is not valid TOML (`strategy.kind=fedprox`).
+pub fn apply_override(table: &mut toml::Table, arg: &str) -> Result<(), ScenarioError> {
+    let err = |message: String| ScenarioError::Override {
+        arg: arg.to_string(),
+        message,
+    };
+    let (key, value) = arg
+        .split_once('=')
+        .ok_or_else(|| err("expected key.path=value, e.g. --set rounds=50".into()))?;
+    let key = key.trim();
+    let value = value.trim();
+    if key.is_empty() || key.split('.').any(|p| p.trim().is_empty()) {
+        return Err(err(format!("`{key}` is not a valid dotted key")));
+    }
+    let parsed = match toml::from_str::<toml::Table>(&format!("v = {value}")) {
+        Ok(mut t) => t.remove("v").unwrap_or(toml::Value::String(value.into())),
+        Err(_) => toml::Value::String(value.to_string()),
+    };
+    let parts: Vec<&str> = key.split('.').map(str::trim).collect();
+    let mut cur = table;
+    for (i, part) in parts[..parts.len() - 1].iter().enumerate() {
+        let entry = cur
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = match entry {
+            toml::Value::Table(t) => t,
+            _ => {
+                return Err(err(format!(
+                    "`{}` is a value, not a table, so it has no key `{}`",
+                    parts[..=i].join("."),
+                    parts[i + 1]
+                )));
+            }
+        };
+    }
+    cur.insert(parts[parts.len() - 1].to_string(), parsed);
+    Ok(())
+}
+
+struct Checker<'a> {
+    origin: &'a str,
+    notes: Vec<String>,
+}
+
+impl Checker<'_> {
+    fn invalid(&self, key: &str, message: impl Into<String>) -> ScenarioError {
+        ScenarioError::Invalid {
+            path: self.origin.to_string(),
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+    fn positive_count(&self, key: &str, v: usize) -> Result<usize, ScenarioError> {
+        if v == 0 {
+            Err(self.invalid(key, "must be at least 1 (got 0)"))
+        } else {
+            Ok(v)
+        }
+    }
+    fn positive(&self, key: &str, v: f64) -> Result<f64, ScenarioError> {
+        if v.is_finite() && v > 0.0 {
+            Ok(v)
+        } else {
+            Err(self.invalid(key, format!("must be a positive, finite number (got {v})")))
+        }
+    }
+    fn non_negative(&self, key: &str, v: f64) -> Result<f64, ScenarioError> {
+        if v.is_finite() && v >= 0.0 {
+            Ok(v)
+        } else {
+            Err(self.invalid(key, format!("must be ≥ 0 and finite (got {v})")))
+        }
+    }
+    fn probability(&self, key: &str, v: f64, upper_open: bool) -> Result<f64, ScenarioError> {
+        let ok = v.is_finite() && v >= 0.0 && if upper_open { v < 1.0 } else { v <= 1.0 };
+        if ok {
+            Ok(v)
+        } else {
+            let range = if upper_open { "[0, 1)" } else { "[0, 1]" };
+            Err(self.invalid(key, format!("must be in {range} (got {v})")))
+        }
+    }
+    /// Notes a key that was set but is not used by the chosen kind.
+    fn unused<T>(&mut self, key: &str, v: &mut Option<T>, why: &str) {
+        if v.take().is_some() {
+            self.notes.push(format!("`{key}` is ignored: {why}"));
+        }
+    }
+}
+
+/// Validates a raw scenario into a checked one, filling in defaults.
+pub fn validate(mut raw: RawScenario, origin: &str) -> Result<Scenario, ScenarioError> {
+    let mut c = Checker {
+        origin,
+        notes: Vec::new(),
+    };
+    if raw.name.trim().is_empty()
+        || raw
+            .name
+            .chars()
+            .any(|ch| ch == '/' || ch == '\\' || ch.is_control())
+    {
+        return Err(c.invalid(
+            "name",
+            format!(
+                "must be a non-empty name usable as a folder (no slashes), got {:?}",
+                raw.name
+            ),
+        ));
+    }
+    c.positive_count("rounds", raw.rounds)?;
+    c.positive_count("clients_per_round", raw.clients_per_round)?;
+
+    // ---- data ----
+    let d = &mut raw.data;
+    let synth_only = "it applies to data.kind = \"synthetic\" only";
+    let mix_only = "it applies to data.kind = \"gaussian-mixture\" only";
+    let data = match d.kind {
+        DataKind::Synthetic => {
+            let alpha = c.non_negative("data.alpha", *d.alpha.get_or_insert(1.0))?;
+            let beta = c.non_negative("data.beta", *d.beta.get_or_insert(1.0))?;
+            let devices = c.positive_count("data.devices", *d.devices.get_or_insert(1000))?;
+            let iid = *d.iid.get_or_insert(false);
+            let tf = *d.test_fraction.get_or_insert(0.1);
+            if !(tf.is_finite() && tf > 0.0 && tf < 1.0) {
+                return Err(c.invalid(
+                    "data.test_fraction",
+                    format!("must be in (0, 1) (got {tf})"),
+                ));
+            }
+            for (k, v) in [
+                ("data.samples", &mut d.samples),
+                ("data.test_samples", &mut d.test_samples),
+                ("data.features", &mut d.features),
+                ("data.classes", &mut d.classes),
+            ] {
+                c.unused(k, v, mix_only);
+            }
+            c.unused("data.separation", &mut d.separation, mix_only);
+            c.unused("data.noise", &mut d.noise, mix_only);
+            c.unused("data.path", &mut d.path, "synthetic data needs no files");
+            DataSpec::Synthetic(SyntheticConfig {
+                alpha,
+                beta,
+                devices,
+                iid,
+                test_fraction: tf,
+            })
+        }
+        DataKind::GaussianMixture => {
+            let samples = c.positive_count("data.samples", *d.samples.get_or_insert(20_000))?;
+            let test_samples =
+                c.positive_count("data.test_samples", *d.test_samples.get_or_insert(5_000))?;
+            let features = c.positive_count("data.features", *d.features.get_or_insert(20))?;
+            let classes = c.positive_count("data.classes", *d.classes.get_or_insert(10))?;
+            if classes < 2 {
+                return Err(c.invalid("data.classes", "must be at least 2"));
+            }
+            let separation =
+                c.non_negative("data.separation", *d.separation.get_or_insert(3.0))?;
+            let noise = c.positive("data.noise", *d.noise.get_or_insert(1.0))?;
+            c.unused("data.alpha", &mut d.alpha, synth_only);
+            c.unused("data.beta", &mut d.beta, synth_only);
+            c.unused("data.devices", &mut d.devices, synth_only);
+            c.unused("data.iid", &mut d.iid, synth_only);
+            c.unused("data.test_fraction", &mut d.test_fraction, synth_only);
+            c.unused("data.path", &mut d.path, "generated data needs no files");
+            DataSpec::Mixture(MixtureConfig {
+                samples,
+                test_samples,
+                features,
+                classes,
+                separation,
+                noise,
+            })
+        }
+        DataKind::FashionMnist | DataKind::Idx => {
+            let path = match (&d.path, d.kind) {
+                (Some(p), _) => p.clone(),
+                (None, DataKind::FashionMnist) => {
+                    PathBuf::from(crate::data::idx::FASHION_MNIST_DIR)
+                }
+                (None, _) => {
+                    return Err(c.invalid(
+                        "data.path",
+                        "is required for data.kind = \"idx\": the folder holding \
+                         train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], \
+                         t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz]",
+                    ));
+                }
+            };
+            if !path.is_dir() {
+                let hint = if d.kind == DataKind::FashionMnist {
+                    " Install it with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu), \
+                     or download the four IDX files from \
+                     https://github.com/zalandoresearch/fashion-mnist and set data.path to their folder."
+                } else {
+                    " Set data.path to the folder holding the IDX files."
+                };
+                return Err(c.invalid(
+                    "data.path",
+                    format!("folder {} does not exist.{hint}", path.display()),
+                ));
+            }
+            d.path = Some(path.clone());
+            let why = "it applies to generated data only";
+            c.unused("data.alpha", &mut d.alpha, why);
+            c.unused("data.beta", &mut d.beta, why);
+            c.unused("data.devices", &mut d.devices, why);
+            c.unused("data.iid", &mut d.iid, why);
+            c.unused("data.test_fraction", &mut d.test_fraction, why);
+            c.unused("data.samples", &mut d.samples, why);
+            c.unused("data.test_samples", &mut d.test_samples, why);
+            c.unused("data.features", &mut d.features, why);
+            c.unused("data.classes", &mut d.classes, why);
+            c.unused("data.separation", &mut d.separation, why);
+            c.unused("data.noise", &mut d.noise, why);
+            if d.kind == DataKind::FashionMnist {
+                DataSpec::FashionMnist(path)
+            } else {
+                DataSpec::Idx(path)
+            }
+        }
+    };
+
+    // ---- partition ----
+    let p = &mut raw.partition;
+    let kind = *p.kind.get_or_insert(match data {
+        DataSpec::Synthetic(_) => PartitionKind::Natural,
+        _ => PartitionKind::Iid,
+    });
+    let clients = match (kind, &data) {
+        (PartitionKind::Natural, DataSpec::Synthetic(s)) => {
+            if let Some(n) = p.clients
+                && n != s.devices
+            {
+                return Err(c.invalid(
+                    "partition.clients",
+                    format!(
+                        "is {n} but a natural partition has one client per device and \
+                         data.devices is {}; set both to the same number",
+                        s.devices
+                    ),
+                ));
+            }
+            s.devices
+        }
+        (PartitionKind::Natural, _) => {
+            return Err(c.invalid(
+                "partition.kind",
+                "\"natural\" needs data with a per-device split (data.kind = \"synthetic\"); \
+                 use \"iid\", \"dirichlet\", \"classes\" or \"shards\"",
+            ));
+        }
+        _ => match p.clients {
+            Some(n) => c.positive_count("partition.clients", n)?,
+            None => {
+                return Err(c.invalid(
+                    "partition.clients",
+                    "is required for this partition kind: how many clients share the data",
+                ));
+            }
+        },
+    };
+    p.clients = Some(clients);
+    let label = match kind {
+        PartitionKind::Iid => LabelSkew::Iid,
+        PartitionKind::Natural => LabelSkew::Natural,
+        PartitionKind::Dirichlet => LabelSkew::Dirichlet {
+            alpha: c.positive("partition.alpha", *p.alpha.get_or_insert(0.5))?,
+        },
+        PartitionKind::Classes => LabelSkew::Classes {
+            per_client: c.positive_count(
+                "partition.classes_per_client",
+                *p.classes_per_client.get_or_insert(2),
+            )?,
+        },
+        PartitionKind::Shards => LabelSkew::Shards {
+            per_client: c.positive_count(
+                "partition.shards_per_client",
+                *p.shards_per_client.get_or_insert(2),
+            )?,
+        },
+    };
+    if kind != PartitionKind::Dirichlet {
+        c.unused(
+            "partition.alpha",
+            &mut p.alpha,
+            "it applies to partition.kind = \"dirichlet\" only",
+        );
+        c.unused(
+            "partition.max_redraws",
+            &mut p.max_redraws,
+            "it applies to partition.kind = \"dirichlet\" only",
+        );
+    }
+    if kind != PartitionKind::Classes {
+        c.unused(
+            "partition.classes_per_client",
+            &mut p.classes_per_client,
+            "it applies to partition.kind = \"classes\" only",
+        );
+    }
+    if kind != PartitionKind::Shards {
+        c.unused(
+            "partition.shards_per_client",
+            &mut p.shards_per_client,
+            "it applies to partition.kind = \"shards\" only",
+        );
+    }
+    let quantity = match p.quantity {
+        QuantityKind::None => {
+            c.unused(
+                "partition.quantity_beta",
+                &mut p.quantity_beta,
+                "partition.quantity is \"none\"",
+            );
+            c.unused(
+                "partition.quantity_sigma",
+                &mut p.quantity_sigma,
+                "partition.quantity is \"none\"",
+            );
+            None
+        }
+        QuantityKind::Dirichlet => {
+            c.unused(
+                "partition.quantity_sigma",
+                &mut p.quantity_sigma,
+                "it applies to partition.quantity = \"lognormal\" only",
+            );
+            Some(QuantitySkew::Dirichlet {
+                beta: c.positive("partition.quantity_beta", *p.quantity_beta.get_or_insert(0.5))?,
+            })
+        }
+        QuantityKind::Lognormal => {
+            c.unused(
+                "partition.quantity_beta",
+                &mut p.quantity_beta,
+                "it applies to partition.quantity = \"dirichlet\" only",
+            );
+            Some(QuantitySkew::LogNormal {
+                sigma: c.positive(
+                    "partition.quantity_sigma",
+                    *p.quantity_sigma.get_or_insert(1.0),
+                )?,
+            })
+        }
+    };
+    if quantity.is_some() && matches!(kind, PartitionKind::Shards | PartitionKind::Natural) {
+        return Err(c.invalid(
+            "partition.quantity",
+            "cannot be combined with partition.kind = \"shards\" or \"natural\", which fix \
+             client sizes themselves; use \"iid\", \"dirichlet\" or \"classes\"",
+        ));
+    }
+    let default_min = if kind == PartitionKind::Natural { 1 } else { 10 };
+    let min_size = *p.min_size.get_or_insert(default_min);
+    let max_redraws = if kind == PartitionKind::Dirichlet {
+        c.positive_count("partition.max_redraws", *p.max_redraws.get_or_insert(1000))?
+    } else {
+        1000
+    };
+    let partition = PartitionSpec {
+        clients,
+        label,
+        quantity,
+        min_size,
+        max_redraws,
+    };
+    if raw.clients_per_round > clients {
+        return Err(c.invalid(
+            "clients_per_round",
+            format!(
+                "is {} but the population has only {clients} clients; lower it or add clients",
+                raw.clients_per_round
+            ),
+        ));
+    }
+
+    // ---- model ----
+    let model = match raw.model.kind {
+        ModelKind::Softmax => {
+            c.unused(
+                "model.hidden",
+                &mut raw.model.hidden,
+                "it applies to model.kind = \"mlp\" only",
+            );
+            ModelSpec::Softmax
+        }
+        ModelKind::Mlp => {
+            let hidden = raw.model.hidden.get_or_insert_with(|| vec![200]).clone();
+            if hidden.contains(&0) {
+                return Err(c.invalid(
+                    "model.hidden",
+                    format!("layer widths must be at least 1 (got {hidden:?})"),
+                ));
+            }
+            ModelSpec::Mlp(hidden)
+        }
+    };
+
+    // ---- client ----
+    let cl = &raw.client;
+    c.positive_count("client.epochs", cl.epochs)?;
+    c.positive_count("client.batch_size", cl.batch_size)?;
+    if let Some(s) = cl.steps {
+        c.positive_count("client.steps", s)?;
+    }
+    c.positive("client.lr", cl.lr)?;
+    c.probability("client.momentum", cl.momentum, true)?;
+    c.non_negative("client.weight_decay", cl.weight_decay)?;
+
+    // ---- strategy ----
+    let strategy = match raw.strategy.kind {
+        StrategyKind::Fedavg => StrategySpec::FedAvg,
+        StrategyKind::Fedprox => StrategySpec::FedProx {
+            mu: c.non_negative("strategy.fedprox.mu", raw.strategy.fedprox.mu)? as f32,
+            partial_work: raw.strategy.fedprox.partial_work,
+        },
+    };
+    let local = LocalConfig {
+        epochs: cl.epochs,
+        steps: cl.steps,
+        batch_size: cl.batch_size,
+        lr: cl.lr as f32,
+        momentum: cl.momentum as f32,
+        weight_decay: cl.weight_decay as f32,
+        prox_mu: 0.0,
+    };
+
+    // ---- system ----
+    let s = &raw.system;
+    let dropout = c.probability("system.dropout", s.dropout, true)?;
+    let deadline = match s.deadline_s {
+        Some(v) => Some(SimTime::from_secs(c.positive("system.deadline_s", v)?)),
+        None => None,
+    };
+    let over_selection = s.over_selection;
+    if !(over_selection.is_finite() && over_selection >= 1.0) {
+        return Err(c.invalid(
+            "system.over_selection",
+            format!("must be a number ≥ 1 (got {over_selection})"),
+        ));
+    }
+    let compute_jitter = c.non_negative("system.compute_jitter", s.compute_jitter)?;
+    for (key, dist) in [
+        ("system.devices.gflops", &s.devices.gflops),
+        ("system.devices.down_mbps", &s.devices.down_mbps),
+        ("system.devices.up_mbps", &s.devices.up_mbps),
+        ("system.devices.latency_ms", &s.devices.latency_ms),
+    ] {
+        dist.validate().map_err(|m| c.invalid(key, m))?;
+    }
+    let system = SystemSpec {
+        dropout,
+        deadline,
+        over_selection,
+        compute_jitter,
+        devices: DeviceModel {
+            gflops: s.devices.gflops.clone(),
+            down_mbps: s.devices.down_mbps.clone(),
+            up_mbps: s.devices.up_mbps.clone(),
+            latency_ms: s.devices.latency_ms.clone(),
+        },
+    };
+
+    // ---- eval ----
+    let e = &raw.eval;
+    c.positive_count("eval.every", e.every)?;
+    if let Some(t) = e.target_accuracy {
+        c.probability("eval.target_accuracy", t, false)?;
+    }
+    let eval = EvalSpec {
+        every: e.every,
+        test_subset: e.test_subset,
+        target_accuracy: e.target_accuracy,
+    };
+
+    Ok(Scenario {
+        name: raw.name.clone(),
+        seed: raw.seed,
+        rounds: raw.rounds,
+        clients_per_round: raw.clients_per_round,
+        clients,
+        data,
+        partition,
+        model,
+        local,
+        strategy,
+        system,
+        eval,
+        notes: c.notes,
+        resolved: raw,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        from_str(text, "s.toml", &[]).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn empty_file_is_a_valid_scenario_with_defaults() {
+        let s = from_str("", "s.toml", &[]).unwrap();
+        assert_eq!(s.rounds, 100);
+        assert_eq!(s.clients, 1000);
+        assert!(matches!(s.partition.label, LabelSkew::Natural));
+        assert_eq!(s.model, ModelSpec::Softmax);
+    }
+
+    #[test]
+    fn resolved_scenario_round_trips() {
+        let s = from_str(
+            "name = \"x\"\n[partition]\nkind = \"dirichlet\"\nclients = 50\n[data]\nkind = \"gaussian-mixture\"\n",
+            "s.toml",
+            &[],
+        )
+        .unwrap();
+        let text = s.resolved_toml();
+        assert!(text.contains("alpha = 0.5"), "{text}");
+        let again = from_str(&text, "resolved.toml", &[]).unwrap();
+        assert_eq!(again.resolved_toml(), text);
+    }
+
+    #[test]
+    fn errors_name_file_key_and_allowed_values() {
+        let e = err("roundz = 3");
+        assert!(e.contains("s.toml") && e.contains("roundz") && e.contains("rounds"), "{e}");
+        let e = err("rounds = \"many\"");
+        assert!(e.contains("rounds") && e.contains("line 1"), "{e}");
+        let e = err("rounds = -3");
+        assert!(e.contains("rounds"), "{e}");
+        let e = err("rounds = 0");
+        assert!(e.contains("`rounds`") && e.contains("at least 1"), "{e}");
+        let e = err("[strategy]\nkind = \"fedsgdx\"");
+        assert!(e.contains("fedsgdx") && e.contains("fedavg"), "{e}");
+        let e = err("clients_per_round = 2000");
+        assert!(e.contains("clients_per_round") && e.contains("1000"), "{e}");
+        let e = err("[data]\nkind = \"idx\"\npath = \"/no/such/dir\"");
+        assert!(e.contains("data.path") && e.contains("/no/such/dir"), "{e}");
+        let e = err("[system.devices]\ngflops = { kind = \"lognormal\", median = -1, sigma = 1 }");
+        assert!(e.contains("system.devices.gflops") && e.contains("median"), "{e}");
+        let e = err("rounds = [");
+        assert!(e.contains("s.toml") && e.contains("line 1"), "{e}");
+        let e = err("[partition]\nkind = \"iid\"");
+        assert!(e.contains("partition.clients") && e.contains("required"), "{e}");
+    }
+
+    #[test]
+    fn overrides_apply_and_report_errors() {
+        let s = from_str(
+            "rounds = 5",
+            "s.toml",
+            &[
+                "rounds=7".into(),
+                "strategy.kind=fedprox".into(),
+                "strategy.fedprox.mu=0.5".into(),
+                "model.kind=mlp".into(),
+                "model.hidden=[16, 8]".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.rounds, 7);
+        assert_eq!(
+            s.strategy,
+            StrategySpec::FedProx {
+                mu: 0.5,
+                partial_work: true
+            }
+        );
+        assert_eq!(s.model, ModelSpec::Mlp(vec![16, 8]));
+        let e = from_str("", "s.toml", &["rounds".into()]).unwrap_err().to_string();
+        assert!(e.contains("--set rounds") && e.contains("key.path=value"), "{e}");
+        let e = from_str("", "s.toml", &["rounds.x=1".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a table"), "{e}");
+        let e = from_str("", "s.toml", &["strategy.mux=1".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mux") && e.contains("--set"), "{e}");
+    }
+
+    #[test]
+    fn irrelevant_keys_are_noted_and_dropped() {
+        let s = from_str("[model]\nhidden = [5]\n", "s.toml", &[]).unwrap();
+        assert_eq!(s.notes.len(), 1);
+        assert!(s.notes[0].contains("model.hidden"));
+        assert!(!s.resolved_toml().contains("hidden"));
+    }
+}

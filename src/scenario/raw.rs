@@ -1,0 +1,380 @@
+//! The scenario file as written: serde types with defaults.
+//!
+//! Every table rejects unknown keys (`deny_unknown_fields`) so a typo is an
+//! error, not a silently ignored setting. Keys that only apply to some kinds
+//! (e.g. `partition.alpha`) are `Option`s here; validation fills in their
+//! defaults for the chosen kind and writes them back, so the resolved scenario
+//! saved next to the results states every value the run used.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+use crate::system::Dist;
+
+/// A whole scenario file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawScenario {
+    /// Name of the scenario; results go to `results/<name>/<run id>/`.
+    pub name: String,
+    /// Master seed: every random draw derives from it.
+    pub seed: u64,
+    /// Number of communication rounds.
+    pub rounds: usize,
+    /// K, the number of client updates a round aggregates.
+    pub clients_per_round: usize,
+    /// Where the data comes from.
+    pub data: RawData,
+    /// How the training data is split over clients.
+    pub partition: RawPartition,
+    /// The model trained.
+    pub model: RawModel,
+    /// Local training on each client.
+    pub client: RawClient,
+    /// Server-side aggregation.
+    pub strategy: RawStrategy,
+    /// Devices, network, dropouts, deadline and over-selection.
+    pub system: RawSystem,
+    /// Evaluation of the global model.
+    pub eval: RawEval,
+}
+
+impl Default for RawScenario {
+    fn default() -> Self {
+        Self {
+            name: "unnamed".into(),
+            seed: 42,
+            rounds: 100,
+            clients_per_round: 10,
+            data: RawData::default(),
+            partition: RawPartition::default(),
+            model: RawModel::default(),
+            client: RawClient::default(),
+            strategy: RawStrategy::default(),
+            system: RawSystem::default(),
+            eval: RawEval::default(),
+        }
+    }
+}
+
+/// Kinds of data source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DataKind {
+    /// FedProx Synthetic(α, β), generated in memory.
+    Synthetic,
+    /// A Gaussian mixture, generated in memory.
+    GaussianMixture,
+    /// Fashion-MNIST from IDX files.
+    FashionMnist,
+    /// Any MNIST-family IDX files (MNIST, EMNIST, Kuzushiji-MNIST) in `path`.
+    Idx,
+}
+
+/// `[data]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawData {
+    /// Data source, default `"synthetic"`.
+    pub kind: DataKind,
+    /// Synthetic: α, standard deviation of the per-device model mean (default 1).
+    pub alpha: Option<f64>,
+    /// Synthetic: β, standard deviation of the per-device feature mean (default 1).
+    pub beta: Option<f64>,
+    /// Synthetic: number of devices generated (default 1000).
+    pub devices: Option<usize>,
+    /// Synthetic: the IID variant (default false).
+    pub iid: Option<bool>,
+    /// Synthetic: share of each device's samples held out for testing (default 0.1).
+    pub test_fraction: Option<f64>,
+    /// Mixture: training samples (default 20000).
+    pub samples: Option<usize>,
+    /// Mixture: test samples (default 5000).
+    pub test_samples: Option<usize>,
+    /// Mixture: feature dimension (default 20).
+    pub features: Option<usize>,
+    /// Mixture: number of classes (default 10).
+    pub classes: Option<usize>,
+    /// Mixture: expected distance between class means (default 3).
+    pub separation: Option<f64>,
+    /// Mixture: standard deviation of the noise around a class mean (default 1).
+    pub noise: Option<f64>,
+    /// fashion-mnist / idx: folder holding the IDX files
+    /// (fashion-mnist default `/usr/share/datasets/fashion-mnist`).
+    pub path: Option<PathBuf>,
+}
+
+impl Default for RawData {
+    fn default() -> Self {
+        Self {
+            kind: DataKind::Synthetic,
+            alpha: None,
+            beta: None,
+            devices: None,
+            iid: None,
+            test_fraction: None,
+            samples: None,
+            test_samples: None,
+            features: None,
+            classes: None,
+            separation: None,
+            noise: None,
+            path: None,
+        }
+    }
+}
+
+/// Kinds of partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PartitionKind {
+    /// Shuffle and split equally.
+    Iid,
+    /// Dirichlet label skew Dir(α).
+    Dirichlet,
+    /// k classes per client.
+    Classes,
+    /// McMahan's shards.
+    Shards,
+    /// One client per device of the data (synthetic data).
+    Natural,
+}
+
+/// Kinds of quantity skew.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QuantityKind {
+    /// Equal sizes (no quantity skew).
+    None,
+    /// Client sizes from Dir(β) proportions.
+    Dirichlet,
+    /// Client sizes proportional to log-normal(0, σ) draws.
+    Lognormal,
+}
+
+/// `[partition]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawPartition {
+    /// Partition kind; default `"natural"` for synthetic data, `"iid"` otherwise.
+    pub kind: Option<PartitionKind>,
+    /// Number of clients (for `natural`, the number of data devices).
+    pub clients: Option<usize>,
+    /// Dirichlet: concentration α (default 0.5).
+    pub alpha: Option<f64>,
+    /// Classes: classes per client (default 2).
+    pub classes_per_client: Option<usize>,
+    /// Shards: shards per client (default 2).
+    pub shards_per_client: Option<usize>,
+    /// Quantity skew, default `"none"`.
+    pub quantity: QuantityKind,
+    /// Quantity skew `dirichlet`: concentration β (default 0.5).
+    pub quantity_beta: Option<f64>,
+    /// Quantity skew `lognormal`: σ (default 1).
+    pub quantity_sigma: Option<f64>,
+    /// Minimum samples per client (default 10, 1 for `natural`).
+    pub min_size: Option<usize>,
+    /// Dirichlet: redraws allowed before giving up (default 1000).
+    pub max_redraws: Option<usize>,
+}
+
+impl Default for RawPartition {
+    fn default() -> Self {
+        Self {
+            kind: None,
+            clients: None,
+            alpha: None,
+            classes_per_client: None,
+            shards_per_client: None,
+            quantity: QuantityKind::None,
+            quantity_beta: None,
+            quantity_sigma: None,
+            min_size: None,
+            max_redraws: None,
+        }
+    }
+}
+
+/// Kinds of model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// Multinomial logistic regression.
+    Softmax,
+    /// Multi-layer perceptron with ReLU.
+    Mlp,
+}
+
+/// `[model]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawModel {
+    /// Model kind, default `"softmax"`.
+    pub kind: ModelKind,
+    /// MLP: hidden layer widths (default `[200]`).
+    pub hidden: Option<Vec<usize>>,
+}
+
+impl Default for RawModel {
+    fn default() -> Self {
+        Self {
+            kind: ModelKind::Softmax,
+            hidden: None,
+        }
+    }
+}
+
+/// `[client]`: local training.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawClient {
+    /// Local epochs E (default 1).
+    pub epochs: usize,
+    /// A fixed number of local minibatch steps instead of epochs (default unset).
+    pub steps: Option<usize>,
+    /// Minibatch size B (default 10).
+    pub batch_size: usize,
+    /// Local learning rate (default 0.01).
+    pub lr: f64,
+    /// Heavy-ball momentum (default 0).
+    pub momentum: f64,
+    /// L2 weight decay (default 0).
+    pub weight_decay: f64,
+}
+
+impl Default for RawClient {
+    fn default() -> Self {
+        Self {
+            epochs: 1,
+            steps: None,
+            batch_size: 10,
+            lr: 0.01,
+            momentum: 0.0,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+/// Strategy names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StrategyKind {
+    /// Federated averaging.
+    Fedavg,
+    /// FedProx.
+    Fedprox,
+}
+
+/// `[strategy]`: which aggregation rule, and each rule's settings in its own
+/// sub-table so that switching `kind` never invalidates the file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawStrategy {
+    /// Strategy, default `"fedavg"`.
+    pub kind: StrategyKind,
+    /// `[strategy.fedprox]`.
+    pub fedprox: RawFedProx,
+}
+
+impl Default for RawStrategy {
+    fn default() -> Self {
+        Self {
+            kind: StrategyKind::Fedavg,
+            fedprox: RawFedProx::default(),
+        }
+    }
+}
+
+/// `[strategy.fedprox]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawFedProx {
+    /// Proximal coefficient μ (default 0.01).
+    pub mu: f64,
+    /// Stragglers past the deadline return the steps they finished (default true).
+    pub partial_work: bool,
+}
+
+impl Default for RawFedProx {
+    fn default() -> Self {
+        Self {
+            mu: 0.01,
+            partial_work: true,
+        }
+    }
+}
+
+/// `[system]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawSystem {
+    /// Probability that a selected client fails during a round (default 0).
+    pub dropout: f64,
+    /// Round deadline in seconds of virtual time (default: none).
+    pub deadline_s: Option<f64>,
+    /// Over-selection factor: select ceil(K × factor) clients (default 1).
+    pub over_selection: f64,
+    /// σ of the log-normal per-round compute jitter, median 1 (default 0).
+    pub compute_jitter: f64,
+    /// `[system.devices]`: distributions device profiles are drawn from.
+    pub devices: RawDevices,
+}
+
+impl Default for RawSystem {
+    fn default() -> Self {
+        Self {
+            dropout: 0.0,
+            deadline_s: None,
+            over_selection: 1.0,
+            compute_jitter: 0.0,
+            devices: RawDevices::default(),
+        }
+    }
+}
+
+/// `[system.devices]`: each key is a number (fixed) or a distribution table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawDevices {
+    /// Compute rate in GFLOP/s (default: fixed 10).
+    pub gflops: Dist,
+    /// Download bandwidth in Mbit/s (default: fixed 20).
+    pub down_mbps: Dist,
+    /// Upload bandwidth in Mbit/s (default: fixed 5).
+    pub up_mbps: Dist,
+    /// One-way latency in milliseconds, paid once per transfer (default: fixed 50).
+    pub latency_ms: Dist,
+}
+
+impl Default for RawDevices {
+    fn default() -> Self {
+        Self {
+            gflops: Dist::Fixed(10.0),
+            down_mbps: Dist::Fixed(20.0),
+            up_mbps: Dist::Fixed(5.0),
+            latency_ms: Dist::Fixed(50.0),
+        }
+    }
+}
+
+/// `[eval]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawEval {
+    /// Evaluate every this many rounds; the last round is always evaluated (default 1).
+    pub every: usize,
+    /// Evaluate on a fixed random subset of this many test samples; 0 = all (default 0).
+    pub test_subset: usize,
+    /// Target test accuracy for the "to target" figures (default: 95 % of the best accuracy).
+    pub target_accuracy: Option<f64>,
+}
+
+impl Default for RawEval {
+    fn default() -> Self {
+        Self {
+            every: 1,
+            test_subset: 0,
+            target_accuracy: None,
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! Whole runs through the binary: outputs, determinism, the virtual clock.
+
+use std::path::Path;
+
+use crate::{TINY, column, fedsim, read_csv, write};
+
+const COLUMNS: [&str; 13] = [
+    "round",
+    "virtual_time_s",
+    "test_accuracy",
+    "test_loss",
+    "train_loss",
+    "selected",
+    "completed",
+    "dropped",
+    "late",
+    "bytes_down",
+    "bytes_up",
+    "cum_bytes_down",
+    "cum_bytes_up",
+];
+
+fn run(scenario: &Path, out: &Path, extra: &[&str]) -> String {
+    let o = fedsim()
+        .arg("run")
+        .arg(scenario)
+        .arg("--out")
+        .arg(out)
+        .arg("--quiet")
+        .args(extra)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "fedsim run failed:\n{stderr}");
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+#[test]
+fn run_writes_metrics_summary_and_a_resolved_scenario_that_repeats_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = write(dir.path(), "tiny.toml", TINY);
+    let a = dir.path().join("a");
+    let stdout = run(&sc, &a, &[]);
+    assert!(stdout.contains("final accuracy"), "{stdout}");
+    for f in ["metrics.csv", "summary.json", "scenario.toml", "timing.json"] {
+        assert!(a.join(f).is_file(), "missing {f}");
+    }
+    let (header, rows) = read_csv(&a.join("metrics.csv"));
+    for c in COLUMNS {
+        assert!(header.iter().any(|h| h == c), "missing column {c}");
+    }
+    assert_eq!(rows.len(), 6);
+    let rounds = column(&header, &rows, "round");
+    assert_eq!(rounds, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    // Virtual time increases; cumulative bytes add up.
+    let t = column(&header, &rows, "virtual_time_s");
+    assert!(t.windows(2).all(|w| w[1] > w[0]), "{t:?}");
+    let down = column(&header, &rows, "bytes_down");
+    let cum = column(&header, &rows, "cum_bytes_down");
+    assert_eq!(down.iter().sum::<f64>(), cum[cum.len() - 1]);
+    // selected = completed + dropped + late, 10 selected (8 × 1.25).
+    let sel = column(&header, &rows, "selected");
+    let com = column(&header, &rows, "completed");
+    let dro = column(&header, &rows, "dropped");
+    let late = column(&header, &rows, "late");
+    for i in 0..rows.len() {
+        assert_eq!(sel[i], 10.0);
+        assert_eq!(sel[i], com[i] + dro[i] + late[i]);
+        assert!(com[i] <= 8.0);
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("summary.json")).unwrap()).unwrap();
+    let acc = column(&header, &rows, "test_accuracy");
+    assert_eq!(summary["final_accuracy"].as_f64(), Some(acc[5]));
+    assert_eq!(summary["rounds_run"].as_u64(), Some(6));
+
+    // The resolved scenario repeats the run byte for byte.
+    let b = dir.path().join("b");
+    run(&a.join("scenario.toml"), &b, &[]);
+    assert_eq!(
+        std::fs::read(a.join("metrics.csv")).unwrap(),
+        std::fs::read(b.join("metrics.csv")).unwrap()
+    );
+}
+
+#[test]
+fn metrics_are_byte_identical_across_thread_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = write(dir.path(), "tiny.toml", TINY);
+    let mut outputs = Vec::new();
+    for threads in ["1", "2", "3"] {
+        let out = dir.path().join(format!("t{threads}"));
+        run(&sc, &out, &["--threads", threads]);
+        outputs.push(std::fs::read(out.join("metrics.csv")).unwrap());
+    }
+    assert_eq!(outputs[0], outputs[1]);
+    assert_eq!(outputs[0], outputs[2]);
+}
+
+#[test]
+fn seed_and_set_change_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = write(dir.path(), "tiny.toml", TINY);
+    let base = dir.path().join("base");
+    run(&sc, &base, &[]);
+    let seeded = dir.path().join("seeded");
+    run(&sc, &seeded, &["--seed", "6"]);
+    assert_ne!(
+        std::fs::read(base.join("metrics.csv")).unwrap(),
+        std::fs::read(seeded.join("metrics.csv")).unwrap()
+    );
+    let set = dir.path().join("set");
+    run(&sc, &set, &["--set", "rounds=3", "--set", "strategy.kind=fedprox"]);
+    let (_, rows) = read_csv(&set.join("metrics.csv"));
+    assert_eq!(rows.len(), 3);
+    let resolved = std::fs::read_to_string(set.join("scenario.toml")).unwrap();
+    assert!(resolved.contains("kind = \"fedprox\""), "{resolved}");
+    assert!(resolved.contains("rounds = 3"), "{resolved}");
+}
+
+const STRAGGLERS: &str = r#"
+name = "stragglers-tiny"
+seed = 11
+rounds = 8
+clients_per_round = 6
+
+[data]
+kind = "gaussian-mixture"
+samples = 4000
+test_samples = 1000
+features = 10
+classes = 4
+
+[partition]
+kind = "iid"
+clients = 50
+quantity = "lognormal"
+quantity_sigma = 1.0
+
+[model]
+kind = "softmax"
+
+[client]
+epochs = 3
+batch_size = 8
+lr = 0.05
+
+[system]
+dropout = 0.1
+deadline_s = 5.0
+over_selection = 1.5
+compute_jitter = 0.5
+
+[system.devices]
+gflops = { kind = "lognormal", median = 0.00002, sigma = 1.5 }
+down_mbps = 10
+up_mbps = 5
+latency_ms = 100
+"#;
+
+#[test]
+fn deadline_bounds_rounds_and_stragglers_are_cut() {
+    for strategy in ["fedavg", "fedprox"] {
+        let dir = tempfile::tempdir().unwrap();
+        let sc = write(dir.path(), "s.toml", STRAGGLERS);
+        let out = dir.path().join("o");
+        run(&sc, &out, &["--set", &format!("strategy.kind={strategy}")]);
+        let (h, rows) = read_csv(&out.join("metrics.csv"));
+        let sel = column(&h, &rows, "selected");
+        let com = column(&h, &rows, "completed");
+        let dur = column(&h, &rows, "round_duration_s");
+        let partial = column(&h, &rows, "partial");
+        let late = column(&h, &rows, "late");
+        assert!(sel.iter().all(|&s| s == 9.0));
+        assert!(
+            com.iter().zip(&sel).all(|(c, s)| c < s),
+            "{strategy}: completed must stay below selected: {com:?}"
+        );
+        assert!(dur.iter().all(|&d| d <= 5.0 + 1e-9), "{strategy}: {dur:?}");
+        if strategy == "fedprox" {
+            assert!(partial.iter().sum::<f64>() > 0.0, "fedprox keeps partial work");
+        } else {
+            assert_eq!(partial.iter().sum::<f64>(), 0.0);
+            assert!(late.iter().sum::<f64>() > 0.0, "fedavg discards stragglers");
+        }
+    }
+}
+
+#[test]
+fn inspect_prints_partition_and_device_statistics() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = write(dir.path(), "s.toml", STRAGGLERS);
+    let o = fedsim().arg("inspect").arg(&sc).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    for needle in ["50", "compute GFLOP/s", "upload Mbit/s", "round trip", "median"] {
+        assert!(text.contains(needle), "inspect lacks {needle:?}:\n{text}");
+    }
+}
+
+#[test]
+fn fashion_mnist_iid_softmax_reaches_80_percent_within_50_rounds() {
+    if !Path::new("/usr/share/datasets/fashion-mnist").is_dir() {
+        println!("SKIPPED: Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sc = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/fmnist-iid.toml");
+    let out = dir.path().join("o");
+    run(&sc, &out, &[]);
+    let (h, rows) = read_csv(&out.join("metrics.csv"));
+    let acc = column(&h, &rows, "test_accuracy");
+    assert!(rows.len() <= 50);
+    let best = acc.iter().cloned().fold(0.0, f64::max);
+    assert!(best >= 0.80, "best accuracy {best} after {} rounds", rows.len());
+}
