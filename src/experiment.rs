@@ -99,6 +99,17 @@ pub struct Timing {
     pub train_flops: f64,
     /// Threads used.
     pub threads: usize,
+    /// Peak resident memory of the process in MiB, where the OS reports it
+    /// (Linux `VmHWM`).
+    pub peak_rss_mib: Option<f64>,
+}
+
+/// Peak resident set size of this process in MiB (Linux only).
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 /// What a finished run reports.
@@ -491,6 +502,7 @@ impl Experiment {
             }
         }
         timing.wall_s = start.elapsed().as_secs_f64();
+        timing.peak_rss_mib = peak_rss_mib();
         Ok(RunResult {
             rows,
             diverged,
