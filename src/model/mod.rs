@@ -24,6 +24,8 @@ mod dense;
 pub mod mlp;
 pub mod softmax;
 
+#[cfg(test)]
+pub(crate) use dense::testutil;
 pub use mlp::Mlp;
 pub use softmax::SoftmaxRegression;
 
