@@ -4,15 +4,30 @@
 //! (the server's global model, or a client's local copy), so aggregation works
 //! on plain vectors. Implementations must be deterministic: the same inputs
 //! give bit-identical outputs on any thread.
+//!
+//! Both built-in models are fully connected networks sharing one
+//! implementation (`dense`): [`SoftmaxRegression`] is the network with no
+//! hidden layer, [`Mlp`] adds ReLU hidden layers. Their flat parameter layout
+//! is, for each layer in order, the weight matrix `W` (`in × out`, row-major)
+//! followed by the bias `b` (`out`).
+//!
+//! Scratch convention: models use [`Scratch`] buffers `0..Scratch::MODEL_BUFS`;
+//! callers that need their own buffers while calling a model (e.g. the
+//! gathered minibatch during local training) use indices from
+//! `Scratch::MODEL_BUFS` up, taking them out with [`Scratch::take`] and
+//! putting them back with [`Scratch::restore`].
 
 use crate::rng::Rng;
 use ndarray::ArrayView2;
 
+mod dense;
 pub mod mlp;
 pub mod softmax;
 
-
-
+#[cfg(test)]
+pub(crate) use dense::testutil;
+pub use mlp::Mlp;
+pub use softmax::SoftmaxRegression;
 
 /// Reusable work buffers for forward/backward passes, so the training hot
 /// loop does not allocate. One `Scratch` per thread; any model may use it.
@@ -37,6 +52,26 @@ impl Scratch {
             b.resize(len, 0.0);
         }
         b
+    }
+
+    /// Number of buffer indices reserved for models (`0..MODEL_BUFS`).
+    /// Callers use indices `MODEL_BUFS..` for their own buffers.
+    pub const MODEL_BUFS: usize = 4;
+
+    /// Moves buffer `i` (resized to at least `len` elements, contents
+    /// unspecified) out of the scratch, so it can be used while the scratch is
+    /// lent to a model. Give it back with [`Scratch::restore`] to reuse its
+    /// allocation next time.
+    pub fn take(&mut self, i: usize, len: usize) -> Vec<f32> {
+        std::mem::take(self.buf(i, len))
+    }
+
+    /// Puts back a buffer obtained from [`Scratch::take`] at index `i`.
+    pub fn restore(&mut self, i: usize, buf: Vec<f32>) {
+        if self.bufs.len() <= i {
+            self.bufs.resize_with(i + 1, Vec::new);
+        }
+        self.bufs[i] = buf;
     }
 }
 

@@ -1,0 +1,444 @@
+//! The fully connected network shared by [`SoftmaxRegression`](super::SoftmaxRegression)
+//! and [`Mlp`](super::Mlp).
+//!
+//! Layer sizes `d_0 (input), d_1, …, d_L (classes)`, `L ≥ 1`. Layer `l`
+//! computes `Z_l = A_{l-1} W_l + b_l`; hidden layers apply ReLU
+//! (`A_l = max(Z_l, 0)`), the last layer's `Z_L` are the logits of a softmax.
+//!
+//! Flat parameter layout: for `l = 1..=L` in order, `W_l` (`d_{l-1} × d_l`,
+//! row-major: element `(i, j)` at `i·d_l + j`) then `b_l` (`d_l`).
+//!
+//! Scratch use (indices below [`Scratch::MODEL_BUFS`]): buffer 0 holds every
+//! layer's output for the batch, layer after layer (`rows × d_l` each,
+//! row-major); buffer 1 holds one `rows × max hidden width` temporary for
+//! back-propagating through a weight matrix. Once grown, no pass allocates
+//! (the GEMM backend's own packing buffers aside).
+//!
+//! Invariant: every computation runs in a fixed order on one thread (the GEMM
+//! is single-threaded matrixmultiply), so results are bit-identical across
+//! runs and threads.
+
+use super::Scratch;
+use crate::rng::Rng;
+use ndarray::linalg::general_mat_mul;
+use ndarray::{ArrayView2, ArrayViewMut2, s};
+use rand::RngExt;
+
+/// Rows per block in [`Dense::evaluate`]: bounds the scratch memory
+/// (`EVAL_BLOCK × Σ d_l` floats) while keeping the GEMMs large.
+const EVAL_BLOCK: usize = 512;
+
+/// A fully connected ReLU network with a softmax cross-entropy head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Dense {
+    /// `d_0, …, d_L`.
+    dims: Vec<usize>,
+    /// Offset of `W_l` in the flat vector, for `l = 1..=L` (index `l − 1`).
+    w_off: Vec<usize>,
+    /// Total parameter count.
+    num_params: usize,
+}
+
+impl Dense {
+    /// A network with layer sizes `dims = [d_0, …, d_L]`.
+    ///
+    /// # Panics
+    /// If fewer than two sizes are given or any size is zero.
+    pub(crate) fn new(dims: Vec<usize>) -> Self {
+        assert!(
+            dims.len() >= 2,
+            "a network needs an input and an output size"
+        );
+        assert!(
+            dims.iter().all(|&d| d > 0),
+            "layer sizes must be positive, got {dims:?}"
+        );
+        let mut w_off = Vec::with_capacity(dims.len() - 1);
+        let mut off = 0;
+        for w in dims.windows(2) {
+            w_off.push(off);
+            off += w[0] * w[1] + w[1];
+        }
+        Self {
+            dims,
+            w_off,
+            num_params: off,
+        }
+    }
+
+    /// Layer sizes `d_0, …, d_L`.
+    pub(crate) fn dims(&self) -> &[usize] {
+        &self.dims
+    }
+
+    /// Length of the flat parameter vector.
+    pub(crate) fn num_params(&self) -> usize {
+        self.num_params
+    }
+
+    /// Input dimension `d_0`.
+    pub(crate) fn input_dim(&self) -> usize {
+        self.dims[0]
+    }
+
+    /// Number of classes `d_L`.
+    pub(crate) fn num_classes(&self) -> usize {
+        self.dims[self.dims.len() - 1]
+    }
+
+    /// Number of layers `L`.
+    fn layers(&self) -> usize {
+        self.dims.len() - 1
+    }
+
+    /// `"d_0-d_1-…-d_L"`.
+    pub(crate) fn dims_string(&self) -> String {
+        let parts: Vec<String> = self.dims.iter().map(|d| d.to_string()).collect();
+        parts.join("-")
+    }
+
+    /// Forward FLOPs per sample: `2 Σ_l d_{l-1} d_l` (the matrix products;
+    /// bias, ReLU and softmax are O(Σ d_l) and not counted).
+    pub(crate) fn forward_flops(&self) -> f64 {
+        self.dims
+            .windows(2)
+            .map(|w| 2.0 * (w[0] * w[1]) as f64)
+            .sum()
+    }
+
+    /// Training FLOPs per sample: forward `2 Σ_l d_{l-1} d_l`, plus weight
+    /// gradients `2 Σ_l d_{l-1} d_l`, plus input gradients
+    /// `2 Σ_{l ≥ 2} d_{l-1} d_l` (the input layer's is never computed).
+    /// That is `6 Σ_l d_{l-1} d_l − 2 d_0 d_1`; element-wise work is not
+    /// counted.
+    pub(crate) fn train_flops(&self) -> f64 {
+        let first = 2.0 * (self.dims[0] * self.dims[1]) as f64;
+        3.0 * self.forward_flops() - first
+    }
+
+    /// Floats per row of all layer outputs, `Σ_{l ≥ 1} d_l`.
+    fn acts_per_row(&self) -> usize {
+        self.dims[1..].iter().sum()
+    }
+
+    /// Widest hidden layer (0 without hidden layers).
+    fn max_hidden(&self) -> usize {
+        let l = self.layers();
+        self.dims[1..l].iter().copied().max().unwrap_or(0)
+    }
+
+    /// Offset of layer `l`'s output (`l ≥ 1`) in the activations buffer.
+    fn act_off(&self, rows: usize, l: usize) -> usize {
+        rows * self.dims[1..l].iter().sum::<usize>()
+    }
+
+    /// Zero weights and biases.
+    pub(crate) fn init_zeros(&self) -> Vec<f32> {
+        vec![0.0; self.num_params]
+    }
+
+    /// He (Kaiming) uniform weights, `U(−√(6/d_in), √(6/d_in))` per layer,
+    /// drawn layer by layer in row-major order; zero biases.
+    pub(crate) fn init_he_uniform(&self, rng: &mut Rng) -> Vec<f32> {
+        let mut p = vec![0.0f32; self.num_params];
+        for l in 1..=self.layers() {
+            let (din, dout) = (self.dims[l - 1], self.dims[l]);
+            let bound = (6.0 / din as f64).sqrt() as f32;
+            let off = self.w_off[l - 1];
+            for w in &mut p[off..off + din * dout] {
+                *w = rng.random_range(-bound..bound);
+            }
+        }
+        p
+    }
+
+    /// Checks the shapes shared by every pass.
+    fn check(&self, params: &[f32], x: &ArrayView2<f32>, y: &[u32]) {
+        assert_eq!(params.len(), self.num_params, "parameter vector length");
+        assert_eq!(x.ncols(), self.dims[0], "input feature dimension");
+        assert_eq!(x.nrows(), y.len(), "one label per row");
+    }
+
+    /// Forward pass over `x`: writes every layer's output into `acts`
+    /// (layer `l` at [`Dense::act_off`]); the last layer holds logits.
+    fn forward(&self, params: &[f32], x: ArrayView2<f32>, acts: &mut [f32]) {
+        let rows = x.nrows();
+        let last = self.layers();
+        for l in 1..=last {
+            let (din, dout) = (self.dims[l - 1], self.dims[l]);
+            let w_off = self.w_off[l - 1];
+            let b_off = w_off + din * dout;
+            let w = ArrayView2::from_shape((din, dout), &params[w_off..b_off]).expect("W shape");
+            let bias = &params[b_off..b_off + dout];
+            let a_off = self.act_off(rows, l);
+            let (before, rest) = acts.split_at_mut(a_off);
+            let out = &mut rest[..rows * dout];
+            for row in out.chunks_exact_mut(dout) {
+                row.copy_from_slice(bias);
+            }
+            let mut z = ArrayViewMut2::from_shape((rows, dout), &mut *out).expect("Z shape");
+            if l == 1 {
+                general_mat_mul(1.0, &x, &w, 1.0, &mut z);
+            } else {
+                let p_off = self.act_off(rows, l - 1);
+                let prev = ArrayView2::from_shape((rows, din), &before[p_off..p_off + rows * din])
+                    .expect("A shape");
+                general_mat_mul(1.0, &prev, &w, 1.0, &mut z);
+            }
+            if l < last {
+                for v in out.iter_mut() {
+                    *v = v.max(0.0);
+                }
+            }
+        }
+    }
+
+    /// Mean cross-entropy over the batch; the gradient of that mean goes to
+    /// `grad`. An empty batch has loss 0 and a zero gradient.
+    pub(crate) fn loss_grad(
+        &self,
+        params: &[f32],
+        x: ArrayView2<f32>,
+        y: &[u32],
+        grad: &mut [f32],
+        scratch: &mut Scratch,
+    ) -> f32 {
+        self.check(params, &x, y);
+        assert_eq!(grad.len(), self.num_params, "gradient vector length");
+        let rows = x.nrows();
+        if rows == 0 {
+            grad.fill(0.0);
+            return 0.0;
+        }
+        let c = self.num_classes();
+        let acts_len = rows * self.acts_per_row();
+        let tmp_len = rows * self.max_hidden();
+        scratch.buf(0, acts_len);
+        scratch.buf(1, tmp_len);
+        let (b0, b1) = scratch.bufs.split_at_mut(1);
+        let acts = &mut b0[0][..acts_len];
+        let tmp = &mut b1[0][..tmp_len];
+
+        self.forward(params, x, acts);
+
+        // Softmax cross-entropy; overwrite the logits with dLoss/dZ_L.
+        let inv = 1.0 / rows as f32;
+        let mut loss = 0.0f64;
+        for (row, &label) in acts[acts_len - rows * c..].chunks_exact_mut(c).zip(y) {
+            let yi = label as usize;
+            assert!(yi < c, "label {yi} out of range for {c} classes");
+            let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let zy = row[yi] - m;
+            let mut sum = 0.0f32;
+            for v in row.iter_mut() {
+                *v = (*v - m).exp();
+                sum += *v;
+            }
+            loss += f64::from(sum.ln() - zy);
+            let k = inv / sum;
+            for v in row.iter_mut() {
+                *v *= k;
+            }
+            row[yi] -= inv;
+        }
+
+        // Backward, last layer first. The delta of layer l lives in its
+        // activation slot.
+        for l in (1..=self.layers()).rev() {
+            let (din, dout) = (self.dims[l - 1], self.dims[l]);
+            let w_off = self.w_off[l - 1];
+            let b_off = w_off + din * dout;
+            let a_off = self.act_off(rows, l);
+            let (before, rest) = acts.split_at_mut(a_off);
+            let g = ArrayView2::from_shape((rows, dout), &rest[..rows * dout]).expect("G shape");
+            let (gw, gb) = grad[w_off..b_off + dout].split_at_mut(din * dout);
+            let mut gw = ArrayViewMut2::from_shape((din, dout), gw).expect("dW shape");
+            let p_off = if l > 1 { self.act_off(rows, l - 1) } else { 0 };
+            if l == 1 {
+                general_mat_mul(1.0, &x.t(), &g, 0.0, &mut gw);
+            } else {
+                let prev = ArrayView2::from_shape((rows, din), &before[p_off..p_off + rows * din])
+                    .expect("A shape");
+                general_mat_mul(1.0, &prev.t(), &g, 0.0, &mut gw);
+            }
+            gb.fill(0.0);
+            for row in rest[..rows * dout].chunks_exact(dout) {
+                for (b, v) in gb.iter_mut().zip(row) {
+                    *b += v;
+                }
+            }
+            if l > 1 {
+                let w =
+                    ArrayView2::from_shape((din, dout), &params[w_off..b_off]).expect("W shape");
+                let t = &mut tmp[..rows * din];
+                let mut tv = ArrayViewMut2::from_shape((rows, din), &mut *t).expect("T shape");
+                general_mat_mul(1.0, &g, &w.t(), 0.0, &mut tv);
+                // ReLU derivative: pass the delta where the unit was active.
+                for (a, d) in before[p_off..p_off + rows * din].iter_mut().zip(t.iter()) {
+                    *a = if *a > 0.0 { *d } else { 0.0 };
+                }
+            }
+        }
+        (loss / rows as f64) as f32
+    }
+
+    /// Sum of per-sample cross-entropy losses and the number of rows whose
+    /// arg-max logit (first one on ties) equals the label, in blocks of
+    /// [`EVAL_BLOCK`] rows.
+    pub(crate) fn evaluate(
+        &self,
+        params: &[f32],
+        x: ArrayView2<f32>,
+        y: &[u32],
+        scratch: &mut Scratch,
+    ) -> (f64, usize) {
+        self.check(params, &x, y);
+        let n = x.nrows();
+        let c = self.num_classes();
+        let mut loss = 0.0f64;
+        let mut correct = 0usize;
+        let mut start = 0;
+        while start < n {
+            let end = (start + EVAL_BLOCK).min(n);
+            let rows = end - start;
+            let acts_len = rows * self.acts_per_row();
+            let acts = &mut scratch.buf(0, acts_len)[..acts_len];
+            self.forward(params, x.slice(s![start..end, ..]), acts);
+            for (row, &label) in acts[acts_len - rows * c..]
+                .chunks_exact(c)
+                .zip(&y[start..end])
+            {
+                let yi = label as usize;
+                assert!(yi < c, "label {yi} out of range for {c} classes");
+                let mut best = 0;
+                let mut m = row[0];
+                for (j, &v) in row.iter().enumerate().skip(1) {
+                    if v > m {
+                        m = v;
+                        best = j;
+                    }
+                }
+                let sum: f32 = row.iter().map(|&v| (v - m).exp()).sum();
+                loss += f64::from(sum.ln() - (row[yi] - m));
+                correct += usize::from(best == yi);
+            }
+            start = end;
+        }
+        (loss, correct)
+    }
+}
+
+/// Test helpers shared by the model test modules.
+#[cfg(test)]
+pub(crate) mod testutil {
+    use crate::model::{Model, Scratch};
+    use crate::rng::Rng;
+    use ndarray::Array2;
+    use rand::{RngExt, SeedableRng};
+
+    /// An independent f64 reference of the mean cross-entropy, written with
+    /// plain loops straight from the layout documented in the module.
+    pub(crate) fn reference_loss(dims: &[usize], p: &[f64], x: &Array2<f32>, y: &[u32]) -> f64 {
+        let n = x.nrows();
+        let mut total = 0.0;
+        for r in 0..n {
+            let mut a: Vec<f64> = x.row(r).iter().map(|&v| f64::from(v)).collect();
+            let mut off = 0;
+            for l in 1..dims.len() {
+                let (din, dout) = (dims[l - 1], dims[l]);
+                let mut z = vec![0.0; dout];
+                for (j, zj) in z.iter_mut().enumerate() {
+                    let mut s = p[off + din * dout + j];
+                    for (i, ai) in a.iter().enumerate() {
+                        s += ai * p[off + i * dout + j];
+                    }
+                    *zj = if l + 1 < dims.len() { s.max(0.0) } else { s };
+                }
+                off += din * dout + dout;
+                a = z;
+            }
+            let m = a.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let lse = m + a.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+            total += lse - a[y[r] as usize];
+        }
+        total / n as f64
+    }
+
+    /// Random features in [-1, 1) and random labels.
+    pub(crate) fn random_data(
+        rng: &mut Rng,
+        n: usize,
+        d: usize,
+        c: usize,
+    ) -> (Array2<f32>, Vec<u32>) {
+        let x = Array2::from_shape_fn((n, d), |_| rng.random_range(-1.0f32..1.0));
+        let y = (0..n).map(|_| rng.random_range(0..c as u32)).collect();
+        (x, y)
+    }
+
+    /// Checks `model.loss_grad` against the f64 reference: the loss value,
+    /// central differences of the reference on every coordinate (or a
+    /// random subset of 200), and a central-difference directional
+    /// derivative of the model's own f32 loss along a random direction.
+    pub(crate) fn check_gradient(model: &dyn Model, dims: &[usize], params: &[f32], seed: u64) {
+        let mut rng = Rng::seed_from_u64(seed);
+        let (x, y) = random_data(&mut rng, 7, dims[0], dims[dims.len() - 1]);
+        let mut scratch = Scratch::new();
+        let mut grad = vec![f32::NAN; params.len()];
+        let loss = model.loss_grad(params, x.view(), &y, &mut grad, &mut scratch);
+        let p64: Vec<f64> = params.iter().map(|&v| f64::from(v)).collect();
+        let ref_loss = reference_loss(dims, &p64, &x, &y);
+        assert!(
+            (f64::from(loss) - ref_loss).abs() < 1e-5 * ref_loss.max(1.0),
+            "loss {loss} vs reference {ref_loss}"
+        );
+
+        let coords: Vec<usize> = if params.len() <= 200 {
+            (0..params.len()).collect()
+        } else {
+            (0..200)
+                .map(|_| rng.random_range(0..params.len()))
+                .collect()
+        };
+        let eps = 1e-6;
+        for &i in &coords {
+            let mut pp = p64.clone();
+            pp[i] += eps;
+            let up = reference_loss(dims, &pp, &x, &y);
+            pp[i] -= 2.0 * eps;
+            let down = reference_loss(dims, &pp, &x, &y);
+            let fd = (up - down) / (2.0 * eps);
+            let g = f64::from(grad[i]);
+            assert!(
+                (g - fd).abs() <= 1e-3 * fd.abs() + 1e-5,
+                "coordinate {i}: analytic {g}, finite difference {fd}"
+            );
+        }
+
+        // Directional derivative of the model's own loss.
+        let dir: Vec<f32> = (0..params.len())
+            .map(|_| rng.random_range(-1.0f32..1.0))
+            .collect();
+        let norm = dir.iter().map(|v| v * v).sum::<f32>().sqrt();
+        // A step of norm 1e-3: small enough that few ReLU units change
+        // state, large enough for f32 round-off (~1e-7 of the loss).
+        let h = 1e-3f32 / norm;
+        let mut scratch2 = Scratch::new();
+        let mut g2 = vec![0.0; params.len()];
+        let shifted = |sign: f32, scratch: &mut Scratch, g: &mut [f32]| {
+            let p: Vec<f32> = params
+                .iter()
+                .zip(&dir)
+                .map(|(w, d)| w + sign * h * d)
+                .collect();
+            f64::from(model.loss_grad(&p, x.view(), &y, g, scratch))
+        };
+        let fd = (shifted(1.0, &mut scratch2, &mut g2) - shifted(-1.0, &mut scratch2, &mut g2))
+            / (2.0 * f64::from(h));
+        let an: f64 = grad.iter().zip(&dir).map(|(g, d)| f64::from(g * d)).sum();
+        assert!(
+            (an - fd).abs() <= 1e-2 * an.abs().max(fd.abs()) + 1e-4,
+            "directional derivative: analytic {an}, finite difference {fd}"
+        );
+    }
+}
