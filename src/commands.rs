@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::experiment::{Experiment, Observer, RoundRow, RunError, load_data, make_model, make_partition};
+use crate::experiment::{
+    Experiment, Observer, RoundRow, RunError, load_data, make_model, make_partition,
+};
 use crate::partition;
 use crate::report::{RunDir, Summary, fresh_run_dir, summarize};
 use crate::scenario::{self, Scenario};
@@ -62,7 +64,8 @@ impl Observer for Progress<'_> {
         self.bar.set_position(round as u64);
     }
     fn row(&mut self, row: &RoundRow) -> Result<(), RunError> {
-        self.bar.set_message(format!("acc {:.4}", row.test_accuracy));
+        self.bar
+            .set_message(format!("acc {:.4}", row.test_accuracy));
         self.last = Some(row.clone());
         self.dir.row(row)
     }
@@ -113,9 +116,8 @@ pub fn run(args: &RunArgs) -> Result<(PathBuf, Summary)> {
     if show {
         eprintln!("fedsim: preparing {} …", s.name);
     }
-    let mut exp = Experiment::build(s.clone()).with_context(|| {
-        format!("scenario {}", args.scenario.path.display())
-    })?;
+    let mut exp = Experiment::build(s.clone())
+        .with_context(|| format!("scenario {}", args.scenario.path.display()))?;
     let mut rd = RunDir::create(&dir, &s)?;
     let bar = if show {
         ProgressBar::with_draw_target(Some(s.rounds as u64), ProgressDrawTarget::stderr())
@@ -161,13 +163,7 @@ fn print_summary(
     writeln!(
         out,
         "{}: {} · {} clients, {} per round · {} ({} params) · {}",
-        s.name,
-        exp.data.name,
-        s.clients,
-        s.clients_per_round,
-        sum.model,
-        sum.params,
-        sum.strategy
+        s.name, exp.data.name, s.clients, s.clients_per_round, sum.model, sum.params, sum.strategy
     )?;
     if sum.diverged {
         writeln!(
@@ -214,6 +210,21 @@ fn print_summary(
     )
 }
 
+/// `v` with four significant digits, in plain or scientific notation.
+pub fn sig(v: f64) -> String {
+    let a = v.abs();
+    if a != 0.0 && !(1e-3..1e6).contains(&a) {
+        format!("{v:.3e}")
+    } else {
+        let digits = if a == 0.0 {
+            0
+        } else {
+            (3 - a.log10().floor() as i32).max(0) as usize
+        };
+        format!("{v:.digits$}")
+    }
+}
+
 /// `fedsim validate`: checks a scenario without running it.
 pub fn validate(args: &ScenarioArgs) -> Result<Scenario> {
     let s = args.load()?;
@@ -256,23 +267,47 @@ pub fn inspect(args: &ScenarioArgs, out: &mut impl Write) -> Result<()> {
     )?;
     // Device spread over (up to) the first 100 000 clients.
     let n = s.clients.min(100_000);
-    let profiles: Vec<_> = (0..n).map(|c| s.system.devices.profile(s.seed, c)).collect();
+    let profiles: Vec<_> = (0..n)
+        .map(|c| s.system.devices.profile(s.seed, c))
+        .collect();
     writeln!(
         out,
-        "devices ({n} clients):        min       p10    median       p90       max"
+        "  {:<24} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        format!("devices ({n} clients)"),
+        "min",
+        "p10",
+        "median",
+        "p90",
+        "max"
     )?;
     let mut line = |name: &str, mut v: Vec<f64>| -> std::io::Result<()> {
         let sp = Spread::of(&mut v);
         writeln!(
             out,
-            "  {name:<22} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
-            sp.min, sp.p10, sp.median, sp.p90, sp.max
+            "  {name:<24} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            sig(sp.min),
+            sig(sp.p10),
+            sig(sp.median),
+            sig(sp.p90),
+            sig(sp.max)
         )
     };
-    line("compute GFLOP/s", profiles.iter().map(|p| p.gflops).collect())?;
-    line("download Mbit/s", profiles.iter().map(|p| p.down_mbps).collect())?;
-    line("upload Mbit/s", profiles.iter().map(|p| p.up_mbps).collect())?;
-    line("latency ms", profiles.iter().map(|p| p.latency_s * 1e3).collect())?;
+    line(
+        "compute GFLOP/s",
+        profiles.iter().map(|p| p.gflops).collect(),
+    )?;
+    line(
+        "download Mbit/s",
+        profiles.iter().map(|p| p.down_mbps).collect(),
+    )?;
+    line(
+        "upload Mbit/s",
+        profiles.iter().map(|p| p.up_mbps).collect(),
+    )?;
+    line(
+        "latency ms",
+        profiles.iter().map(|p| p.latency_s * 1e3).collect(),
+    )?;
     let bytes = model.num_params() as u64 * 4;
     let local = &s.local;
     line(

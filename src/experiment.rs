@@ -195,7 +195,10 @@ pub fn make_strategy(spec: &StrategySpec) -> Box<dyn Strategy> {
 }
 
 fn subset(d: &Dataset, rows: &[u32]) -> Dataset {
-    let x = d.x.select(ndarray::Axis(0), &rows.iter().map(|&r| r as usize).collect::<Vec<_>>());
+    let x = d.x.select(
+        ndarray::Axis(0),
+        &rows.iter().map(|&r| r as usize).collect::<Vec<_>>(),
+    );
     Dataset {
         x,
         y: rows.iter().map(|&r| d.y[r as usize]).collect(),
@@ -269,19 +272,19 @@ impl Experiment {
         }
         let model = make_model(&scenario.model, data.train.dim(), data.train.num_classes);
         let strategy = make_strategy(&scenario.strategy);
-        let eval_set = if scenario.eval.test_subset > 0 && scenario.eval.test_subset < data.test.len()
-        {
-            let mut rng = stream(scenario.seed, Purpose::Eval, 0, 0);
-            let mut rows: Vec<u32> =
-                rand::seq::index::sample(&mut rng, data.test.len(), scenario.eval.test_subset)
-                    .into_iter()
-                    .map(|i| i as u32)
-                    .collect();
-            rows.sort_unstable();
-            subset(&data.test, &rows)
-        } else {
-            data.test.clone()
-        };
+        let eval_set =
+            if scenario.eval.test_subset > 0 && scenario.eval.test_subset < data.test.len() {
+                let mut rng = stream(scenario.seed, Purpose::Eval, 0, 0);
+                let mut rows: Vec<u32> =
+                    rand::seq::index::sample(&mut rng, data.test.len(), scenario.eval.test_subset)
+                        .into_iter()
+                        .map(|i| i as u32)
+                        .collect();
+                rows.sort_unstable();
+                subset(&data.test, &rows)
+            } else {
+                data.test.clone()
+            };
         Ok(Self {
             scenario,
             data,

@@ -73,7 +73,10 @@ fn main() -> ExitCode {
             eprintln!("error: --threads must be at least 1");
             return ExitCode::from(2);
         }
-        if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(n).build_global() {
+        if let Err(e) = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+        {
             eprintln!("error: cannot start {n} threads: {e}");
             return ExitCode::from(1);
         }
@@ -97,14 +100,15 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            if e
-                .downcast_ref::<std::io::Error>()
+            if e.downcast_ref::<std::io::Error>()
                 .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
             {
                 return ExitCode::SUCCESS;
             }
             eprintln!("error: {e:#}");
-            let usage = e.downcast_ref::<fedsim::scenario::ScenarioError>().is_some();
+            let usage = e
+                .downcast_ref::<fedsim::scenario::ScenarioError>()
+                .is_some();
             ExitCode::from(if usage { 2 } else { 1 })
         }
     }

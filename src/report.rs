@@ -66,16 +66,22 @@ pub fn first_reaching(rows: &[RoundRow], target: f64) -> Option<&RoundRow> {
 }
 
 /// Summarises a run.
-pub fn summarize(s: &Scenario, model: &str, params: usize, strategy: &str, res: &RunResult) -> Summary {
+pub fn summarize(
+    s: &Scenario,
+    model: &str,
+    params: usize,
+    strategy: &str,
+    res: &RunResult,
+) -> Summary {
     let rows = &res.rows;
     let last = rows.last();
-    let best = rows
-        .iter()
-        .filter(|r| r.test_accuracy.is_finite())
-        .fold(None::<&RoundRow>, |b, r| match b {
+    let best = rows.iter().filter(|r| r.test_accuracy.is_finite()).fold(
+        None::<&RoundRow>,
+        |b, r| match b {
             Some(b) if b.test_accuracy >= r.test_accuracy => Some(b),
             _ => Some(r),
-        });
+        },
+    );
     let best_accuracy = best.map_or(f64::NAN, |r| r.test_accuracy);
     let (target, source) = match s.eval.target_accuracy {
         Some(t) => (t, "scenario"),
@@ -238,7 +244,10 @@ mod tests {
             "round,virtual_time_s,test_accuracy,test_loss,train_loss,selected,completed,partial,\
              dropped,late,bytes_down,bytes_up,cum_bytes_down,cum_bytes_up,round_duration_s,close_reason"
         );
-        assert_eq!(text.lines().nth(1).unwrap(), "1,10.0,0.5,1.0,,3,2,0,1,0,100,50,100,50,10.0,quorum");
+        assert_eq!(
+            text.lines().nth(1).unwrap(),
+            "1,10.0,0.5,1.0,,3,2,0,1,0,100,50,100,50,10.0,quorum"
+        );
     }
 
     #[test]

@@ -74,7 +74,10 @@ impl<E> EventQueue<E> {
     /// Schedules `event` at `time` (≥ now).
     pub fn schedule(&mut self, time: SimTime, event: E) -> Result<(), InThePast> {
         if time < self.now {
-            return Err(InThePast { at: time, now: self.now });
+            return Err(InThePast {
+                at: time,
+                now: self.now,
+            });
         }
         self.heap.push(Reverse(Entry {
             time,

@@ -284,10 +284,7 @@ mod tests {
 
     #[test]
     fn ties_resolve_by_client_order() {
-        let trips = [
-            trip(4, 1.0, 1.0, 1.0, None),
-            trip(9, 1.0, 1.0, 1.0, None),
-        ];
+        let trips = [trip(4, 1.0, 1.0, 1.0, None), trip(9, 1.0, 1.0, 1.0, None)];
         let t = plan_round(s(0.0), &trips, 1, None, 1, 1);
         assert_eq!(t.fates[0], Fate::Completed { arrival: s(3.0) });
         assert_eq!(t.fates[1], Fate::Late { arrival: s(3.0) });

@@ -356,8 +356,7 @@ pub fn validate(mut raw: RawScenario, origin: &str) -> Result<Scenario, Scenario
             if classes < 2 {
                 return Err(c.invalid("data.classes", "must be at least 2"));
             }
-            let separation =
-                c.non_negative("data.separation", *d.separation.get_or_insert(3.0))?;
+            let separation = c.non_negative("data.separation", *d.separation.get_or_insert(3.0))?;
             let noise = c.positive("data.noise", *d.noise.get_or_insert(1.0))?;
             c.unused("data.alpha", &mut d.alpha, synth_only);
             c.unused("data.beta", &mut d.beta, synth_only);
@@ -529,7 +528,10 @@ pub fn validate(mut raw: RawScenario, origin: &str) -> Result<Scenario, Scenario
                 "it applies to partition.quantity = \"lognormal\" only",
             );
             Some(QuantitySkew::Dirichlet {
-                beta: c.positive("partition.quantity_beta", *p.quantity_beta.get_or_insert(0.5))?,
+                beta: c.positive(
+                    "partition.quantity_beta",
+                    *p.quantity_beta.get_or_insert(0.5),
+                )?,
             })
         }
         QuantityKind::Lognormal => {
@@ -553,7 +555,11 @@ pub fn validate(mut raw: RawScenario, origin: &str) -> Result<Scenario, Scenario
              client sizes themselves; use \"iid\", \"dirichlet\" or \"classes\"",
         ));
     }
-    let default_min = if kind == PartitionKind::Natural { 1 } else { 10 };
+    let default_min = if kind == PartitionKind::Natural {
+        1
+    } else {
+        10
+    };
     let min_size = *p.min_size.get_or_insert(default_min);
     let max_redraws = if kind == PartitionKind::Dirichlet {
         c.positive_count("partition.max_redraws", *p.max_redraws.get_or_insert(1000))?
@@ -728,7 +734,10 @@ mod tests {
     #[test]
     fn errors_name_file_key_and_allowed_values() {
         let e = err("roundz = 3");
-        assert!(e.contains("s.toml") && e.contains("roundz") && e.contains("rounds"), "{e}");
+        assert!(
+            e.contains("s.toml") && e.contains("roundz") && e.contains("rounds"),
+            "{e}"
+        );
         let e = err("rounds = \"many\"");
         assert!(e.contains("rounds") && e.contains("line 1"), "{e}");
         let e = err("rounds = -3");
@@ -742,11 +751,17 @@ mod tests {
         let e = err("[data]\nkind = \"idx\"\npath = \"/no/such/dir\"");
         assert!(e.contains("data.path") && e.contains("/no/such/dir"), "{e}");
         let e = err("[system.devices]\ngflops = { kind = \"lognormal\", median = -1, sigma = 1 }");
-        assert!(e.contains("system.devices.gflops") && e.contains("median"), "{e}");
+        assert!(
+            e.contains("system.devices.gflops") && e.contains("median"),
+            "{e}"
+        );
         let e = err("rounds = [");
         assert!(e.contains("s.toml") && e.contains("line 1"), "{e}");
         let e = err("[partition]\nkind = \"iid\"");
-        assert!(e.contains("partition.clients") && e.contains("required"), "{e}");
+        assert!(
+            e.contains("partition.clients") && e.contains("required"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -772,9 +787,14 @@ mod tests {
             }
         );
         assert_eq!(s.model, ModelSpec::Mlp(vec![16, 8]));
-        let e = from_str("", "s.toml", &["rounds".into()]).unwrap_err().to_string();
-        assert!(e.contains("--set rounds") && e.contains("key.path=value"), "{e}");
-        let e = from_str("", "s.toml", &["rounds.x=1".into()])
+        let e = from_str("", "s.toml", &["rounds".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--set rounds") && e.contains("key.path=value"),
+            "{e}"
+        );
+        let e = from_str("rounds = 5", "s.toml", &["rounds.x=1".into()])
             .unwrap_err()
             .to_string();
         assert!(e.contains("not a table"), "{e}");

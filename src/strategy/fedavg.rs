@@ -28,10 +28,7 @@ mod tests {
     #[test]
     fn weights_by_sample_count() {
         let mut g = vec![9.0f32; 2];
-        let ups = [
-            update(0, 10, vec![1.0, 0.0]),
-            update(3, 30, vec![5.0, 4.0]),
-        ];
+        let ups = [update(0, 10, vec![1.0, 0.0]), update(3, 30, vec![5.0, 4.0])];
         FedAvg.aggregate(
             &mut g,
             &ups,

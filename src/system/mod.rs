@@ -121,7 +121,9 @@ impl Dist {
             if v.is_finite() && v > 0.0 {
                 Ok(())
             } else {
-                Err(format!("{what} must be a positive, finite number (got {v})"))
+                Err(format!(
+                    "{what} must be a positive, finite number (got {v})"
+                ))
             }
         };
         match self {

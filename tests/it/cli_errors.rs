@@ -21,7 +21,10 @@ fn assert_error(text: &str, extra: &[&str], needles: &[&str]) {
     let (code, err) = validate(text, extra);
     assert_eq!(code, 2, "expected exit code 2, stderr:\n{err}");
     assert!(err.starts_with("error: "), "{err}");
-    assert!(err.contains("bad.toml") || extra.iter().any(|e| err.contains(e)), "{err}");
+    assert!(
+        err.contains("bad.toml") || extra.iter().any(|e| err.contains(e)),
+        "{err}"
+    );
     for n in needles {
         assert!(err.contains(n), "stderr lacks {n:?}:\n{err}");
     }
@@ -34,7 +37,11 @@ fn syntax_error_names_the_line() {
 
 #[test]
 fn unknown_key_lists_the_allowed_ones() {
-    assert_error("[client]\nlearning_rate = 0.1\n", &[], &["learning_rate", "lr"]);
+    assert_error(
+        "[client]\nlearning_rate = 0.1\n",
+        &[],
+        &["learning_rate", "lr"],
+    );
 }
 
 #[test]
@@ -59,7 +66,11 @@ fn missing_dataset_path_says_how_to_fix() {
     assert_error(
         "[data]\nkind = \"fashion-mnist\"\npath = \"/nonexistent/fmnist\"\n[partition]\nclients = 10\n",
         &[],
-        &["data.path", "/nonexistent/fmnist", "apt-get install dataset-fashion-mnist"],
+        &[
+            "data.path",
+            "/nonexistent/fmnist",
+            "apt-get install dataset-fashion-mnist",
+        ],
     );
 }
 
@@ -76,7 +87,11 @@ fn more_clients_per_round_than_clients() {
 fn bad_overrides_are_reported() {
     assert_error(TINY, &["--set", "client.lrr=0.1"], &["lrr", "--set"]);
     assert_error(TINY, &["--set", "rounds"], &["key.path=value"]);
-    assert_error(TINY, &["--set", "system.dropout=1.5"], &["system.dropout", "[0, 1)"]);
+    assert_error(
+        TINY,
+        &["--set", "system.dropout=1.5"],
+        &["system.dropout", "[0, 1)"],
+    );
 }
 
 #[test]

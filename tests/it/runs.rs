@@ -42,7 +42,12 @@ fn run_writes_metrics_summary_and_a_resolved_scenario_that_repeats_it() {
     let a = dir.path().join("a");
     let stdout = run(&sc, &a, &[]);
     assert!(stdout.contains("final accuracy"), "{stdout}");
-    for f in ["metrics.csv", "summary.json", "scenario.toml", "timing.json"] {
+    for f in [
+        "metrics.csv",
+        "summary.json",
+        "scenario.toml",
+        "timing.json",
+    ] {
         assert!(a.join(f).is_file(), "missing {f}");
     }
     let (header, rows) = read_csv(&a.join("metrics.csv"));
@@ -110,7 +115,11 @@ fn seed_and_set_change_the_run() {
         std::fs::read(seeded.join("metrics.csv")).unwrap()
     );
     let set = dir.path().join("set");
-    run(&sc, &set, &["--set", "rounds=3", "--set", "strategy.kind=fedprox"]);
+    run(
+        &sc,
+        &set,
+        &["--set", "rounds=3", "--set", "strategy.kind=fedprox"],
+    );
     let (_, rows) = read_csv(&set.join("metrics.csv"));
     assert_eq!(rows.len(), 3);
     let resolved = std::fs::read_to_string(set.join("scenario.toml")).unwrap();
@@ -152,7 +161,7 @@ over_selection = 1.5
 compute_jitter = 0.5
 
 [system.devices]
-gflops = { kind = "lognormal", median = 0.00002, sigma = 1.5 }
+gflops = { kind = "lognormal", median = 0.000004, sigma = 1.0 }
 down_mbps = 10
 up_mbps = 5
 latency_ms = 100
@@ -178,7 +187,10 @@ fn deadline_bounds_rounds_and_stragglers_are_cut() {
         );
         assert!(dur.iter().all(|&d| d <= 5.0 + 1e-9), "{strategy}: {dur:?}");
         if strategy == "fedprox" {
-            assert!(partial.iter().sum::<f64>() > 0.0, "fedprox keeps partial work");
+            assert!(
+                partial.iter().sum::<f64>() > 0.0,
+                "fedprox keeps partial work"
+            );
         } else {
             assert_eq!(partial.iter().sum::<f64>(), 0.0);
             assert!(late.iter().sum::<f64>() > 0.0, "fedavg discards stragglers");
@@ -193,7 +205,13 @@ fn inspect_prints_partition_and_device_statistics() {
     let o = fedsim().arg("inspect").arg(&sc).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = String::from_utf8_lossy(&o.stdout);
-    for needle in ["50", "compute GFLOP/s", "upload Mbit/s", "round trip", "median"] {
+    for needle in [
+        "50",
+        "compute GFLOP/s",
+        "upload Mbit/s",
+        "round trip",
+        "median",
+    ] {
         assert!(text.contains(needle), "inspect lacks {needle:?}:\n{text}");
     }
 }
@@ -212,5 +230,9 @@ fn fashion_mnist_iid_softmax_reaches_80_percent_within_50_rounds() {
     let acc = column(&h, &rows, "test_accuracy");
     assert!(rows.len() <= 50);
     let best = acc.iter().cloned().fold(0.0, f64::max);
-    assert!(best >= 0.80, "best accuracy {best} after {} rounds", rows.len());
+    assert!(
+        best >= 0.80,
+        "best accuracy {best} after {} rounds",
+        rows.len()
+    );
 }
