@@ -31,16 +31,30 @@ use crate::strategy::{ClientUpdate, FedAvg, FedProx, RoundInfo, Strategy};
 pub enum RunError {
     /// Loading the dataset failed.
     #[error("loading data: {0}")]
-    Data(#[from] DataError),
+    Data(DataError),
     /// The partition could not be made.
     #[error("partitioning: {0}")]
-    Partition(#[from] PartitionError),
+    Partition(PartitionError),
     /// The data and the scenario disagree.
     #[error("{0}")]
     Mismatch(String),
     /// Writing results failed.
     #[error("writing results: {0}")]
     Output(String),
+}
+
+// Manual `From`s: the message already embeds the cause, so it must not be
+// reported again as a `source` in error chains.
+impl From<DataError> for RunError {
+    fn from(e: DataError) -> Self {
+        RunError::Data(e)
+    }
+}
+
+impl From<PartitionError> for RunError {
+    fn from(e: PartitionError) -> Self {
+        RunError::Partition(e)
+    }
 }
 
 /// One row of `metrics.csv`: an evaluated round. Counters and byte columns
