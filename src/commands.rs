@@ -69,6 +69,9 @@ impl Observer for Progress<'_> {
         self.last = Some(row.clone());
         self.dir.row(row)
     }
+    fn round_planned(&mut self, trace: &crate::trace::RoundTrace<'_>) -> Result<(), RunError> {
+        self.dir.round_planned(trace)
+    }
 }
 
 /// Human-readable byte count (decimal units).

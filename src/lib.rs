@@ -16,6 +16,7 @@
 //! * [`engine`] — virtual time, the event queue, a round's timeline;
 //! * [`experiment`] — a scenario run round by round;
 //! * [`report`] — result files;
+//! * [`trace`] — per-client traces of the virtual clock (`events.csv`, `clients.csv`);
 //! * [`commands`] — the command-line commands.
 
 pub mod client;
@@ -30,3 +31,4 @@ pub mod rng;
 pub mod scenario;
 pub mod strategy;
 pub mod system;
+pub mod trace;
