@@ -16,6 +16,7 @@
 //! * [`engine`] — virtual time, the event queue, a round's timeline;
 //! * [`experiment`] — a scenario run round by round;
 //! * [`report`] — result files;
+//! * [`plot`] — figures for papers (SVG and PNG);
 //! * [`trace`] — per-client traces of the virtual clock (`events.csv`, `clients.csv`);
 //! * [`commands`] — the command-line commands.
 
@@ -26,6 +27,7 @@ pub mod engine;
 pub mod experiment;
 pub mod model;
 pub mod partition;
+pub mod plot;
 pub mod report;
 pub mod rng;
 pub mod scenario;
