@@ -204,3 +204,65 @@ impl<'a> DrawingBackend for Raster<'a> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plotters::prelude::*;
+    use plotters::style::text_anchor::Pos;
+
+    /// Bounding box (x0, y0, x1, y1) of the non-white pixels of `buf`.
+    fn ink(buf: &[u8], w: usize) -> (usize, usize, usize, usize) {
+        let mut b = (usize::MAX, usize::MAX, 0, 0);
+        for (i, px) in buf.chunks(3).enumerate() {
+            if px != [255, 255, 255] {
+                let (x, y) = (i % w, i / w);
+                b = (b.0.min(x), b.1.min(y), b.2.max(x), b.3.max(y));
+            }
+        }
+        b
+    }
+
+    fn render(transform: FontTransform) -> (usize, usize, usize, usize) {
+        crate::plot::style::register_fonts();
+        let (w, h) = (400usize, 400usize);
+        let mut buf = vec![0u8; w * h * 3];
+        {
+            let root = Raster::new(BitMapBackend::with_buffer(&mut buf, (w as u32, h as u32)))
+                .into_drawing_area();
+            root.fill(&WHITE).unwrap();
+            let style = TextStyle::from(("sans-serif", 40.0).into_font())
+                .transform(transform)
+                .pos(Pos::new(HPos::Center, VPos::Center));
+            root.draw(&Text::new("test accuracy", (200, 200), style))
+                .unwrap();
+            root.present().unwrap();
+        }
+        ink(&buf, w)
+    }
+
+    #[test]
+    fn text_is_centred_and_rotated_as_in_svg() {
+        let (x0, y0, x1, y1) = render(FontTransform::None);
+        let (tw, th) = (x1 - x0, y1 - y0);
+        assert!(tw > 3 * th, "horizontal text is wide: {tw}×{th}");
+        assert!(
+            (x0 + x1) / 2 >= 195 && (x0 + x1) / 2 <= 205,
+            "centred: {x0}..{x1}"
+        );
+        let (measured, _, _) = measure("test accuracy", 40.0, FontStyle::Normal);
+        assert!(
+            (measured - tw as f64).abs() < 6.0,
+            "ink {tw} vs advance {measured}"
+        );
+
+        let (rx0, ry0, rx1, ry1) = render(FontTransform::Rotate270);
+        assert!(
+            (ry1 - ry0).abs_diff(tw) <= 2 && (rx1 - rx0).abs_diff(th) <= 2,
+            "rotated box {}×{} vs {tw}×{th}",
+            rx1 - rx0,
+            ry1 - ry0
+        );
+        assert!((ry0 + ry1) / 2 >= 195 && (ry0 + ry1) / 2 <= 205);
+    }
+}
