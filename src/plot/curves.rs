@@ -178,7 +178,9 @@ impl Curves<'_> {
             ylo = ylo.min(t);
             yhi = yhi.max(t);
         }
-        let (mut y0, mut y1) = nice_range(ylo, yhi, 5);
+        // The data range plus 4 % on each side; ticks fall inside.
+        let pad = if yhi > ylo { 0.04 * (yhi - ylo) } else { 0.05 };
+        let (mut y0, mut y1) = (ylo - pad, yhi + pad);
         match self.metric {
             Metric::Accuracy => {
                 y0 = y0.max(0.0);

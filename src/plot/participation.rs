@@ -12,7 +12,7 @@ use super::axes::{Axis, Chart, Margins, chart};
 use super::input::Population;
 use super::style::{
     Canvas, DARK, Entry, Figure, SMALL_PT, Size, Swatch, draw_err, draw_legend, legend_height,
-    nice_range, nice_step, oi,
+    nice_step, oi,
 };
 use crate::trace::ClientRow;
 
@@ -183,10 +183,7 @@ impl Figure for Participation {
             ..Axis::numeric(-0.5 * wa as f64, (ca.len() as f64 - 0.5) * wa as f64, 6, "")
         };
         let xa = integer_axis(xa, "rounds selected");
-        let ya = integer_axis(
-            Axis::numeric(0.0, nice_range(0.0, ymax * 1.12, 5).1, 5, ""),
-            "clients",
-        );
+        let ya = integer_axis(Axis::numeric(0.0, ymax * 1.08, 5, ""), "clients");
         let mut ch = chart(&areas[0], c, &xa, &ya, Margins::default())?;
         let wf = wa as f64;
         for (b, &n) in ca.iter().enumerate() {
@@ -249,10 +246,7 @@ impl Figure for Participation {
             Axis::numeric(-0.5 * wf, (hd.len() as f64 - 0.5) * wf, 6, ""),
             "rounds dropped out / late",
         );
-        let yb = integer_axis(
-            Axis::numeric(0.0, nice_range(0.0, ymax * 1.15, 5).1, 5, ""),
-            "clients",
-        );
+        let yb = integer_axis(Axis::numeric(0.0, ymax * 1.12, 5, ""), "clients");
         let mut ch = chart(&areas[1], c, &xb, &yb, Margins::default())?;
         let mut labels = Vec::new();
         for (b, (&d, &l)) in hd.iter().zip(&hl).enumerate() {

@@ -10,7 +10,7 @@ use super::PlotError;
 use super::axes::{Axis, Margins, chart, frame};
 use super::style::{
     Canvas, Entry, Figure, LABEL_PT, SMALL_PT, Size, Swatch, draw_err, draw_legend, legend_height,
-    nice_range, nice_step, oi, tick_label,
+    nice_step, oi, tick_label,
 };
 
 /// ColorBrewer's sequential "Blues" (colour-blind safe, prints in grey),
@@ -300,7 +300,7 @@ impl Figure for SizeHistogram {
         let bins = self.bins();
         let xhi = bins.last().map_or(1.0, |b| (b.0 + b.1) as f64);
         let ymax = bins.iter().map(|b| b.2).max().unwrap_or(1) as f64;
-        let (_, yhi) = nice_range(0.0, ymax * 1.05, 5);
+        let yhi = ymax * 1.05;
         let x = Axis::numeric(0.0, xhi, 5, "samples per client");
         let mut y = Axis::numeric(0.0, yhi, 5, "clients");
         y.ticks.retain(|t| t.fract() == 0.0);

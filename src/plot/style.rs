@@ -211,45 +211,39 @@ pub fn save<F: Figure>(
     std::fs::write(&svg_path, svg).map_err(|e| PlotError::io(&svg_path, e))?;
 
     let png_path = dir.join(format!("{stem}.png"));
+    let mut rgb = vec![0u8; w as usize * h as usize * 3];
     {
-        let root = Raster::new(BitMapBackend::new(&png_path, (w, h))).into_drawing_area();
+        let root = Raster::new(BitMapBackend::with_buffer(&mut rgb, (w, h))).into_drawing_area();
         root.fill(&WHITE).map_err(draw_err)?;
         let c = Canvas { dpi, size };
         fig.draw(&root, &c)?;
         root.present().map_err(draw_err)?;
     }
-    set_png_dpi(&png_path, dpi)?;
+    write_png(&png_path, &rgb, (w, h), dpi)?;
     Ok(vec![svg_path, png_path])
 }
 
-/// Inserts a `pHYs` chunk (pixels per metre) after the PNG header so that
-/// LaTeX and image viewers know the figure's physical size.
-fn set_png_dpi(path: &Path, dpi: f64) -> Result<(), PlotError> {
-    let bytes = std::fs::read(path).map_err(|e| PlotError::io(path, e))?;
-    // Signature (8) + IHDR chunk (4 length + 4 type + 13 data + 4 CRC).
-    const AFTER_IHDR: usize = 33;
-    if bytes.len() < AFTER_IHDR || &bytes[12..16] != b"IHDR" {
-        return Err(PlotError::Draw(format!(
-            "{}: not a PNG written by the bitmap backend",
-            path.display()
-        )));
-    }
+/// Writes an RGB buffer as a PNG with the DPI recorded (`pHYs`, so LaTeX
+/// and viewers know its physical size), compressed hard: figures are mostly
+/// flat colour and end up in papers and repositories.
+fn write_png(path: &Path, rgb: &[u8], (w, h): (u32, u32), dpi: f64) -> Result<(), PlotError> {
+    let file = std::fs::File::create(path).map_err(|e| PlotError::io(path, e))?;
+    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), w, h);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    enc.set_compression(png::Compression::Best);
+    enc.set_adaptive_filter(png::AdaptiveFilterType::Adaptive);
     let ppm = (dpi / 0.0254).round() as u32;
-    let mut data = Vec::with_capacity(9);
-    data.extend_from_slice(&ppm.to_be_bytes());
-    data.extend_from_slice(&ppm.to_be_bytes());
-    data.push(1); // unit: metre
-    let mut crc = flate2::Crc::new();
-    crc.update(b"pHYs");
-    crc.update(&data);
-    let mut out = Vec::with_capacity(bytes.len() + 21);
-    out.extend_from_slice(&bytes[..AFTER_IHDR]);
-    out.extend_from_slice(&9u32.to_be_bytes());
-    out.extend_from_slice(b"pHYs");
-    out.extend_from_slice(&data);
-    out.extend_from_slice(&crc.sum().to_be_bytes());
-    out.extend_from_slice(&bytes[AFTER_IHDR..]);
-    std::fs::write(path, out).map_err(|e| PlotError::io(path, e))
+    enc.set_pixel_dims(Some(png::PixelDimensions {
+        xppu: ppm,
+        yppu: ppm,
+        unit: png::Unit::Meter,
+    }));
+    let mut writer = enc.write_header().map_err(|e| PlotError::io(path, e))?;
+    writer
+        .write_image_data(rgb)
+        .map_err(|e| PlotError::io(path, e))?;
+    writer.finish().map_err(|e| PlotError::io(path, e))
 }
 
 /// Draws `text` rotated a quarter turn counter-clockwise (reading upwards),
@@ -269,13 +263,13 @@ pub fn vertical_text<DB: DrawingBackend>(
         .map_err(draw_err)
 }
 
-/// `n`-ish "nice" tick positions covering `[lo, hi]` (steps of 1, 2, 2.5
-/// or 5 × 10^k), all inside the range.
+/// About `n` (at most `n + 2`) "nice" tick positions covering `[lo, hi]`
+/// (steps of 1, 2, 2.5 or 5 × 10^k), all inside the range.
 pub fn nice_ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
     if !(lo.is_finite() && hi.is_finite()) || hi <= lo {
         return vec![lo];
     }
-    let step = nice_step((hi - lo) / n.max(2) as f64);
+    let step = nice_step((hi - lo) / (n.max(2) + 1) as f64);
     let first = (lo / step - 1e-9).ceil() as i64;
     let last = (hi / step + 1e-9).floor() as i64;
     // Round away float noise (0.6000000000000001 → 0.6).
@@ -410,10 +404,9 @@ const SWATCH_PT: f64 = 14.0;
 const GAP_PT: f64 = 3.0;
 const SPACING_PT: f64 = 9.0;
 
-fn legend_rows(c: &Canvas, entries: &[Entry], width: i32) -> Vec<(Vec<usize>, i32)> {
+fn greedy_rows(c: &Canvas, entries: &[Entry], max: i32) -> Vec<(Vec<usize>, i32)> {
     let mut rows: Vec<(Vec<usize>, i32)> = Vec::new();
     let (sw, gap, sp) = (c.px(SWATCH_PT), c.px(GAP_PT), c.px(SPACING_PT));
-    let max = width - 2 * c.px(4.0);
     for (i, e) in entries.iter().enumerate() {
         let w = sw + gap + c.text_size(&e.label, SMALL_PT).0;
         match rows.last_mut() {
@@ -423,6 +416,26 @@ fn legend_rows(c: &Canvas, entries: &[Entry], width: i32) -> Vec<(Vec<usize>, i3
             }
             _ => rows.push((vec![i], w)),
         }
+    }
+    rows
+}
+
+/// Entries in as few rows as fit `width`, balanced: the narrowest layout
+/// with that many rows, so a last row does not hold a single straggler.
+fn legend_rows(c: &Canvas, entries: &[Entry], width: i32) -> Vec<(Vec<usize>, i32)> {
+    let max = width - 2 * c.px(4.0);
+    let rows = greedy_rows(c, entries, max);
+    if rows.len() < 2 {
+        return rows;
+    }
+    let total: i32 = rows.iter().map(|r| r.1).sum();
+    let mut w = total / rows.len() as i32;
+    while w < max {
+        let r = greedy_rows(c, entries, w);
+        if r.len() <= rows.len() {
+            return r;
+        }
+        w += (max / 50).max(1);
     }
     rows
 }

@@ -252,7 +252,7 @@ fn draw_panel<DB: DrawingBackend>(
     let ids: Vec<usize> = p.lanes.iter().map(|l| l.client).collect();
     let (_, ah) = area.dim_in_pixel();
     let lane_px = (ah as f64 * 0.7) / n.max(1) as f64;
-    let every = ((c.px(SMALL_PT * 1.15) as f64 / lane_px).ceil() as usize).max(1);
+    let every = ((c.px(SMALL_PT * 1.05) as f64 / lane_px).ceil() as usize).max(1);
     let ticks: Vec<f64> = (0..n)
         .filter(|k| k % every == 0)
         .map(|k| (n - k) as f64 - 0.5)
