@@ -410,6 +410,13 @@ fn plot_errors_are_clear() {
     check(plot(&[&dir.path()]), &["not a results folder"]);
     check(plot(&[&dir.path(), &"--size", &"a4"]), &["one-column"]);
     let sc = tiny_deadline(dir.path());
+    let typo = fedsim()
+        .arg("validate")
+        .arg(&sc)
+        .args(["--set", "output.event=true"])
+        .output()
+        .unwrap();
+    check(typo, &["event", "expected `events`"]);
     let a = dir.path().join("a");
     run(&sc, &a, &["--events", "--no-plots"]);
     check(
