@@ -25,6 +25,7 @@ use crate::partition::{self, ClientIndices, PartitionError};
 use crate::rng::{Purpose, stream};
 use crate::scenario::{DataSpec, ModelSpec, Scenario, StrategySpec};
 use crate::strategy::{ClientUpdate, FedAvg, FedProx, RoundInfo, Strategy};
+use crate::trace::RoundTrace;
 
 /// Why an experiment could not be built or run.
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +144,12 @@ pub trait Observer {
     fn round_done(&mut self, _round: usize, _total: usize) {}
     /// Called with each evaluated round's row; an error stops the run.
     fn row(&mut self, _row: &RoundRow) -> Result<(), RunError> {
+        Ok(())
+    }
+    /// Called once per round when its timeline is planned, before training:
+    /// every selected client's trip and fate (for `events.csv` and
+    /// `clients.csv`); an error stops the run.
+    fn round_planned(&mut self, _trace: &RoundTrace<'_>) -> Result<(), RunError> {
         Ok(())
     }
 }
@@ -412,6 +419,16 @@ impl Experiment {
                 bytes,
                 bytes,
             );
+            obs.round_planned(&RoundTrace {
+                round,
+                trips: &trips,
+                partial: &plans
+                    .iter()
+                    .map(|p| p.max_steps.is_some())
+                    .collect::<Vec<_>>(),
+                timeline: &tl,
+                deadline: s.system.deadline,
+            })?;
             let todo: Vec<&Plan> = plans
                 .iter()
                 .zip(&tl.fates)

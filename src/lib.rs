@@ -16,6 +16,8 @@
 //! * [`engine`] — virtual time, the event queue, a round's timeline;
 //! * [`experiment`] — a scenario run round by round;
 //! * [`report`] — result files;
+//! * [`plot`] — figures for papers (SVG and PNG);
+//! * [`trace`] — per-client traces of the virtual clock (`events.csv`, `clients.csv`);
 //! * [`commands`] — the command-line commands.
 
 pub mod client;
@@ -25,8 +27,10 @@ pub mod engine;
 pub mod experiment;
 pub mod model;
 pub mod partition;
+pub mod plot;
 pub mod report;
 pub mod rng;
 pub mod scenario;
 pub mod strategy;
 pub mod system;
+pub mod trace;

@@ -121,6 +121,13 @@ pub struct EvalSpec {
     pub target_accuracy: Option<f64>,
 }
 
+/// Optional outputs, checked.
+#[derive(Debug, Clone, Default)]
+pub struct OutputSpec {
+    /// Write `events.csv` (see [`crate::trace`]).
+    pub events: bool,
+}
+
 /// A validated scenario: the only configuration type the engine accepts.
 #[derive(Debug, Clone)]
 pub struct Scenario {
@@ -148,6 +155,8 @@ pub struct Scenario {
     pub system: SystemSpec,
     /// Evaluation.
     pub eval: EvalSpec,
+    /// Optional outputs.
+    pub output: OutputSpec,
     /// The scenario with every default made explicit: saved next to the
     /// results, it repeats the run exactly.
     pub resolved: RawScenario,
@@ -695,6 +704,9 @@ pub fn validate(mut raw: RawScenario, origin: &str) -> Result<Scenario, Scenario
         strategy,
         system,
         eval,
+        output: OutputSpec {
+            events: raw.output.events,
+        },
         notes: c.notes,
         resolved: raw,
     })

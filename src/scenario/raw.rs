@@ -37,6 +37,8 @@ pub struct RawScenario {
     pub system: RawSystem,
     /// Evaluation of the global model.
     pub eval: RawEval,
+    /// Optional result files.
+    pub output: RawOutput,
 }
 
 impl Default for RawScenario {
@@ -53,6 +55,7 @@ impl Default for RawScenario {
             strategy: RawStrategy::default(),
             system: RawSystem::default(),
             eval: RawEval::default(),
+            output: RawOutput::default(),
         }
     }
 }
@@ -377,4 +380,13 @@ impl Default for RawEval {
             target_accuracy: None,
         }
     }
+}
+
+/// `[output]`: optional result files.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawOutput {
+    /// Write `events.csv`, one row per selected client per round, for
+    /// timeline plots (default false; it grows with rounds × clients).
+    pub events: bool,
 }
