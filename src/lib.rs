@@ -12,12 +12,14 @@
 //! * [`model`] — models over one flat parameter vector;
 //! * [`client`] — local training;
 //! * [`strategy`] — server-side aggregation;
+//! * [`byzantine`] — malicious clients and their attacks;
 //! * [`system`] — device profiles and their distributions;
 //! * [`engine`] — virtual time, the event queue, a round's timeline;
 //! * [`experiment`] — a scenario run round by round;
 //! * [`report`] — result files;
 //! * [`commands`] — the command-line commands.
 
+pub mod byzantine;
 pub mod client;
 pub mod commands;
 pub mod data;
