@@ -2,6 +2,7 @@
 
 mod cli_errors;
 mod runs;
+mod strategies;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
