@@ -158,3 +158,40 @@ fn every_strategy_runs_and_is_identical_across_thread_counts() {
         assert!(acc.iter().all(|a| a.is_finite()), "{kind}: {acc:?}");
     }
 }
+
+#[test]
+fn shipped_strategy_scenarios_validate_under_every_kind() {
+    if !Path::new("/usr/share/datasets/fashion-mnist").is_dir() {
+        println!("SKIPPED: Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)");
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    for file in ["byzantine.toml", "compare-skew.toml"] {
+        for kind in [
+            "fedavg",
+            "fedprox",
+            "fedavgm",
+            "fedadagrad",
+            "fedadam",
+            "fedyogi",
+            "scaffold",
+            "fednova",
+            "median",
+            "trimmed-mean",
+            "krum",
+            "multi-krum",
+        ] {
+            let o = fedsim()
+                .arg("validate")
+                .arg(root.join(file))
+                .args(["--set", &format!("strategy.kind={kind}")])
+                .output()
+                .unwrap();
+            assert!(
+                o.status.success(),
+                "{file} with {kind}:\n{}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+    }
+}
