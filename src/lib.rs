@@ -12,6 +12,7 @@
 //! * [`model`] — models over one flat parameter vector;
 //! * [`client`] — local training;
 //! * [`strategy`] — server-side aggregation;
+//! * [`byzantine`] — malicious clients and their attacks;
 //! * [`system`] — device profiles and their distributions;
 //! * [`engine`] — virtual time, the event queue, a round's timeline;
 //! * [`experiment`] — a scenario run round by round;
@@ -20,6 +21,7 @@
 //! * [`trace`] — per-client traces of the virtual clock (`events.csv`, `clients.csv`);
 //! * [`commands`] — the command-line commands.
 
+pub mod byzantine;
 pub mod client;
 pub mod commands;
 pub mod data;

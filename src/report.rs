@@ -253,6 +253,7 @@ mod tests {
             cum_bytes_up: 50 * round as u64,
             round_duration_s: 10.0,
             close_reason: "quorum",
+            byzantine: 0,
         }
     }
 
@@ -268,11 +269,11 @@ mod tests {
         assert_eq!(
             header,
             "round,virtual_time_s,test_accuracy,test_loss,train_loss,selected,completed,partial,\
-             dropped,late,bytes_down,bytes_up,cum_bytes_down,cum_bytes_up,round_duration_s,close_reason"
+             dropped,late,bytes_down,bytes_up,cum_bytes_down,cum_bytes_up,round_duration_s,close_reason,byzantine"
         );
         assert_eq!(
             text.lines().nth(1).unwrap(),
-            "1,10.0,0.5,1.0,,3,2,0,1,0,100,50,100,50,10.0,quorum"
+            "1,10.0,0.5,1.0,,3,2,0,1,0,100,50,100,50,10.0,quorum,0"
         );
     }
 

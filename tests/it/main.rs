@@ -4,6 +4,7 @@ mod cli_errors;
 mod plots;
 mod runs;
 mod scenarios;
+mod strategies;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
