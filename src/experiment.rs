@@ -359,6 +359,12 @@ impl Experiment {
         self.model.num_params() as u64 * 4
     }
 
+    /// Bytes sent each way per client and round under the strategy (e.g.
+    /// SCAFFOLD's control variates travel with the model).
+    pub fn transfer_bytes(&self) -> u64 {
+        self.model_bytes() * self.strategy.vectors_per_transfer()
+    }
+
     fn plan_client(&self, round: usize, client: usize, local: &LocalConfig) -> Plan {
         let s = &self.scenario;
         let prof = s.system.devices.profile(s.seed, client);
@@ -372,7 +378,7 @@ impl Experiment {
             1.0
         };
         let per_sample = prof.compute_s(self.model.train_flops_per_sample()) * jitter;
-        let bytes = self.model_bytes();
+        let bytes = self.transfer_bytes();
         let download = SimTime::from_secs(prof.download_s(bytes));
         let upload = SimTime::from_secs(prof.upload_s(bytes));
         let mut compute = SimTime::from_secs(work.samples as f64 * per_sample);
@@ -431,7 +437,7 @@ impl Experiment {
         let model: &dyn Model = self.model.as_ref();
         let mut global = model.init_params(&mut stream(s.seed, Purpose::Init, 0, 0));
         let local = self.strategy.configure_client(&s.local);
-        let bytes = self.model_bytes();
+        let bytes = self.transfer_bytes();
         let mut now = SimTime::ZERO;
         let (mut cum_down, mut cum_up) = (0u64, 0u64);
         let mut rows = Vec::new();

@@ -104,6 +104,14 @@ pub trait Strategy: Send {
         None
     }
 
+    /// How many model-sized vectors travel each way per client and round
+    /// (default 1). SCAFFOLD sends the control variate with the model and
+    /// returns its change with the update, so it pays 2: the virtual clock
+    /// and the byte counters charge it.
+    fn vectors_per_transfer(&self) -> u64 {
+        1
+    }
+
     /// Updates `global` in place from `updates` (non-empty, sorted by client id).
     fn aggregate(&mut self, global: &mut [f32], updates: &[ClientUpdate], info: &RoundInfo);
 }

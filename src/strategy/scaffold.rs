@@ -84,6 +84,12 @@ impl Strategy for Scaffold {
         self.partial_work
     }
 
+    /// The model and the server control variate `c` go down; the update
+    /// and `c_i⁺ − c_i` come back.
+    fn vectors_per_transfer(&self) -> u64 {
+        2
+    }
+
     fn client_correction(&self, client: usize) -> Option<Vec<f32>> {
         let ci = self.client_c.get(&client);
         if self.c.is_empty() && ci.is_none() {

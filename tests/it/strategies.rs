@@ -195,3 +195,36 @@ fn shipped_strategy_scenarios_validate_under_every_kind() {
         }
     }
 }
+
+#[test]
+fn scaffold_pays_for_its_control_variates_in_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = crate::write(dir.path(), "tiny.toml", crate::TINY);
+    let mut totals = Vec::new();
+    for kind in ["fedavg", "scaffold"] {
+        let out = dir.path().join(kind);
+        let o = crate::fedsim()
+            .arg("run")
+            .arg(&sc)
+            .args([
+                "--quiet",
+                "--no-plots",
+                "--set",
+                "system.dropout=0",
+                "--set",
+            ])
+            .arg(format!("strategy.kind={kind}"))
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let (h, rows) = crate::read_csv(&out.join("metrics.csv"));
+        let down = crate::column(&h, &rows, "cum_bytes_down");
+        let up = crate::column(&h, &rows, "cum_bytes_up");
+        totals.push((down[down.len() - 1], up[up.len() - 1]));
+    }
+    // Same selections, no dropouts: exactly twice the bytes each way.
+    assert_eq!(totals[1].0, 2.0 * totals[0].0);
+    assert_eq!(totals[1].1, 2.0 * totals[0].1);
+}
