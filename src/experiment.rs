@@ -187,6 +187,14 @@ pub fn load_data(s: &Scenario) -> Result<DataSplit, RunError> {
 /// share the result (see [`Experiment::from_parts`]).
 pub fn load_and_partition(s: &Scenario) -> Result<(DataSplit, ClientIndices), RunError> {
     let data = load_data(s)?;
+    check_data(&data)?;
+    let clients = make_partition(s, &data)?;
+    Ok((data, clients))
+}
+
+/// Checks that loaded data can be trained and evaluated on (non-empty
+/// training and test sets).
+pub fn check_data(data: &DataSplit) -> Result<(), RunError> {
     if data.train.is_empty() || data.test.is_empty() {
         return Err(RunError::Mismatch(format!(
             "dataset {} has {} training and {} test samples; both must be non-empty",
@@ -195,8 +203,7 @@ pub fn load_and_partition(s: &Scenario) -> Result<(DataSplit, ClientIndices), Ru
             data.test.len()
         )));
     }
-    let clients = make_partition(s, &data)?;
-    Ok((data, clients))
+    Ok(())
 }
 
 /// Splits the training data over the scenario's clients.

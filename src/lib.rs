@@ -16,10 +16,12 @@
 //! * [`engine`] — virtual time, the event queue, a round's timeline;
 //! * [`experiment`] — a scenario run round by round;
 //! * [`report`] — result files;
+//! * [`compare`] — `fedsim compare`: strategies × seeds and their table;
 //! * [`commands`] — the command-line commands.
 
 pub mod client;
 pub mod commands;
+pub mod compare;
 pub mod data;
 pub mod engine;
 pub mod experiment;

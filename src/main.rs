@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use fedsim::commands::{self, RunArgs, ScenarioArgs};
+use fedsim::compare::{self, CompareArgs, PlanArgs};
 
 /// fedsim: a discrete-event simulator for federated learning.
 #[derive(Parser)]
@@ -54,6 +55,30 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Run several strategies over several seeds on identical clients and
+    /// tabulate the results (mean ± std over seeds).
+    Compare {
+        #[command(flatten)]
+        scenario: ScenarioOpts,
+        /// Comma-separated strategy names, one run each (replaces the runs
+        /// of the file's [compare] table), e.g. fedavg,fedprox.
+        #[arg(long, value_delimiter = ',', value_name = "A,B,...")]
+        strategies: Option<Vec<String>>,
+        /// Number of seeds: seed, seed+1, … (default: compare.seeds, else 1).
+        #[arg(long, value_name = "N")]
+        seeds: Option<usize>,
+        /// Common target test accuracy in [0, 1] for the "to target"
+        /// columns (default: compare.target_accuracy, eval.target_accuracy,
+        /// else 95 % of the best mean final accuracy).
+        #[arg(long, value_name = "ACC")]
+        target: Option<f64>,
+        /// Results folder (default: results/<scenario name>/compare-NNN/).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
+    },
     /// Check a scenario file without running it.
     Validate {
         #[command(flatten)]
@@ -92,6 +117,24 @@ fn main() -> ExitCode {
             quiet,
         })
         .map(|_| ()),
+        Command::Compare {
+            scenario,
+            strategies,
+            seeds,
+            target,
+            out,
+            quiet,
+        } => compare::run(&CompareArgs {
+            scenario: scenario.into_args(),
+            plan: PlanArgs {
+                strategies,
+                seeds,
+                target,
+            },
+            out,
+            quiet,
+        })
+        .map(|_| ()),
         Command::Validate { scenario } => commands::validate(&scenario.into_args()).map(|_| ()),
         Command::Inspect { scenario } => {
             commands::inspect(&scenario.into_args(), &mut std::io::stdout().lock())
@@ -108,7 +151,8 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             let usage = e
                 .downcast_ref::<fedsim::scenario::ScenarioError>()
-                .is_some();
+                .is_some()
+                || e.downcast_ref::<fedsim::compare::CompareError>().is_some();
             ExitCode::from(if usage { 2 } else { 1 })
         }
     }

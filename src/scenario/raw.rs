@@ -37,6 +37,9 @@ pub struct RawScenario {
     pub system: RawSystem,
     /// Evaluation of the global model.
     pub eval: RawEval,
+    /// `[compare]`: the runs `fedsim compare` makes (ignored by `fedsim run`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compare: Option<super::compare::RawCompare>,
 }
 
 impl Default for RawScenario {
@@ -53,6 +56,7 @@ impl Default for RawScenario {
             strategy: RawStrategy::default(),
             system: RawSystem::default(),
             eval: RawEval::default(),
+            compare: None,
         }
     }
 }
