@@ -242,29 +242,33 @@ fn rounds_cell(row: &TableRow) -> Cell {
     }
 }
 
-/// Picks a unit for `v` among `(name, size)` pairs sorted by size.
-fn unit_for(v: f64, units: &[(&'static str, f64)]) -> (&'static str, f64) {
-    let mut pick = units[0];
-    for &u in units {
-        if v.abs() >= u.1 {
-            pick = u;
+/// A display unit: name, size in base units, and the value from which on
+/// it is used.
+type Unit = (&'static str, f64, f64);
+
+/// Picks the largest unit whose threshold `v` reaches (units sorted by size).
+fn unit_for(v: f64, units: &[Unit]) -> (&'static str, f64) {
+    let mut pick = (units[0].0, units[0].1);
+    for &(name, size, from) in units {
+        if v.abs() >= from {
+            pick = (name, size);
         }
     }
     pick
 }
 
-/// Time units: seconds below a minute, minutes below an hour, else hours.
-const TIME_UNITS: [(&str, f64); 3] = [("s", 1.0), ("min", 60.0), ("h", 3600.0)];
+/// Time units: seconds below 2 min, minutes below 2 h, else hours.
+const TIME_UNITS: [Unit; 3] = [("s", 1.0, 0.0), ("min", 60.0, 120.0), ("h", 3600.0, 7200.0)];
 /// Byte units, decimal.
-const BYTE_UNITS: [(&str, f64); 5] = [
-    ("B", 1.0),
-    ("kB", 1e3),
-    ("MB", 1e6),
-    ("GB", 1e9),
-    ("TB", 1e12),
+const BYTE_UNITS: [Unit; 5] = [
+    ("B", 1.0, 0.0),
+    ("kB", 1e3, 1e3),
+    ("MB", 1e6, 1e6),
+    ("GB", 1e9, 1e9),
+    ("TB", 1e12, 1e12),
 ];
 
-fn scaled_cell(s: &Option<Stat>, units: &[(&'static str, f64)], note: String) -> Cell {
+fn scaled_cell(s: &Option<Stat>, units: &[Unit], note: String) -> Cell {
     match s {
         Some(s) if s.mean.is_finite() => {
             let (unit, size) = unit_for(s.mean, units);
@@ -627,6 +631,10 @@ mod tests {
         assert_eq!(md_cell(&c), "12.5 ± 0.5 min (2/3)");
         let c = scaled_cell(&stat(45.0, None), &TIME_UNITS, String::new());
         assert_eq!(md_cell(&c), "45.0 s");
+        let c = scaled_cell(&stat(100.0, Some(2.6)), &TIME_UNITS, String::new());
+        assert_eq!(md_cell(&c), "100 ± 3 s");
+        let c = scaled_cell(&stat(0.0123, Some(0.001)), &TIME_UNITS, String::new());
+        assert_eq!(md_cell(&c), "0.012 ± 0.001 s");
         let c = scaled_cell(&stat(9000.0, Some(360.0)), &TIME_UNITS, String::new());
         assert_eq!(md_cell(&c), "2.50 ± 0.10 h");
         let c = scaled_cell(&stat(1.234e9, Some(5.6e7)), &BYTE_UNITS, String::new());
@@ -739,7 +747,7 @@ mod tests {
             "\\midrule",
             "\\bottomrule",
             "{lrrrrr}",
-            "prox\\_μ=1\\%$^\\dagger$ & $60.00 \\pm 14.14$ & $65.00 \\pm 7.07$ & $9$ (1/2) & $1.50$\\,min (1/2) & $9.00$\\,GB (1/2) \\\\",
+            "prox\\_μ=1\\%$^\\dagger$ & $60.00 \\pm 14.14$ & $65.00 \\pm 7.07$ & $9$ (1/2) & $90.0$\\,s (1/2) & $9.00$\\,GB (1/2) \\\\",
             "over 2 seeds (1--2)",
             "70.00\\,\\%",
         ] {
