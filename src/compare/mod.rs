@@ -435,11 +435,9 @@ pub fn run(args: &CompareArgs) -> Result<CompareOutcome> {
         ProgressBar::hidden()
     };
     bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} {pos}/{len} rounds [{bar:30}] {msg} · {elapsed_precise} elapsed, eta {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
+        ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} rounds · {msg} · eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
     );
     let jobs_done = AtomicUsize::new(0);
     let n_jobs = plan.jobs.len();
