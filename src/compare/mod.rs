@@ -393,6 +393,15 @@ pub struct CompareTiming {
     pub peak_rss_mib: Option<f64>,
 }
 
+/// `1 run`, `3 runs`.
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
 fn write_file(dir: &Path, name: &str, f: impl FnOnce(&mut Vec<u8>) -> Result<()>) -> Result<()> {
     let mut buf = Vec::new();
     f(&mut buf)?;
@@ -416,9 +425,9 @@ pub fn run(args: &CompareArgs) -> Result<CompareOutcome> {
     let show = !args.quiet && std::io::stderr().is_terminal();
     if show {
         eprintln!(
-            "fedsim: comparing {} run(s) × {} seed(s) of {} on {} threads …",
-            plan.runs.len(),
-            plan.seeds.len(),
+            "fedsim: comparing {} × {} of {} on {} threads …",
+            plural(plan.runs.len(), "run"),
+            plural(plan.seeds.len(), "seed"),
             plan.base.name,
             rayon::current_num_threads()
         );
@@ -568,9 +577,9 @@ pub fn run(args: &CompareArgs) -> Result<CompareOutcome> {
     let printed = table.write_markdown(&mut stdout).and_then(|()| {
         writeln!(
             stdout,
-            "\n{} runs × {} seeds in {:.1} s wall · results in {}",
-            plan.runs.len(),
-            n_seeds,
+            "\n{} × {} in {:.1} s wall · results in {}",
+            plural(plan.runs.len(), "run"),
+            plural(n_seeds, "seed"),
             timing.wall_s,
             out.display()
         )
