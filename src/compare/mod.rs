@@ -305,7 +305,7 @@ pub fn write_long<'a>(
     Ok(())
 }
 
-/// `compare.json`: what the plotter and other tools read.
+/// `compare.json`: what `fedsim plot` and other tools read.
 #[derive(Debug, Serialize)]
 pub struct CompareIndex {
     /// Scenario name.
@@ -322,7 +322,7 @@ pub struct CompareIndex {
     pub target_source: String,
     /// Files of the comparison, relative to its folder.
     pub files: IndexFiles,
-    /// The runs, in table order.
+    /// Every (run, seed), in table order then seed order.
     pub runs: Vec<IndexRun>,
 }
 
@@ -339,27 +339,20 @@ pub struct IndexFiles {
     pub summary_tex: &'static str,
 }
 
-/// One run of `compare.json`.
-#[derive(Debug, Serialize)]
-pub struct IndexRun {
-    /// Label.
-    pub label: String,
-    /// Strategy name as the strategy reports it.
-    pub strategy: String,
-    /// The run's own overrides, as `--set` arguments.
-    pub overrides: Vec<String>,
-    /// One entry per seed.
-    pub seeds: Vec<IndexSeed>,
-}
-
 /// One (run, seed) of `compare.json`.
 #[derive(Debug, Serialize)]
-pub struct IndexSeed {
+pub struct IndexRun {
+    /// The run's label.
+    pub label: String,
     /// The seed.
     pub seed: u64,
     /// Folder with `metrics.csv`, `summary.json`, `timing.json` and
     /// `scenario.toml`, relative to the comparison's folder.
     pub dir: String,
+    /// Strategy name as the strategy reports it.
+    pub strategy: String,
+    /// The run's own overrides, as `--set` arguments.
+    pub overrides: Vec<String>,
     /// Rounds run.
     pub rounds_run: usize,
     /// Final test accuracy.
@@ -526,31 +519,25 @@ pub fn run(args: &CompareArgs) -> Result<CompareOutcome> {
             summary_md: "summary.md",
             summary_tex: "summary.tex",
         },
-        runs: plan
-            .runs
+        runs: runs
             .iter()
-            .enumerate()
-            .map(|(r, spec)| IndexRun {
-                label: spec.label.clone(),
-                strategy: by_run(r)
-                    .first()
-                    .map_or_else(String::new, |o| o.summary.strategy.clone()),
-                overrides: spec.overrides.clone(),
-                seeds: by_run(r)
-                    .iter()
-                    .zip(&seed_results[r * n_seeds..(r + 1) * n_seeds])
-                    .map(|(o, sr)| IndexSeed {
-                        seed: o.seed,
-                        dir: o.dir.clone(),
-                        rounds_run: o.summary.rounds_run,
-                        final_accuracy: sr.final_accuracy,
-                        best_accuracy: sr.best_accuracy,
-                        rounds_to_target: sr.reach.map(|x| x.round),
-                        time_to_target_s: sr.reach.map(|x| x.time_s),
-                        bytes_to_target: sr.reach.map(|x| x.bytes),
-                        diverged: sr.diverged,
-                    })
-                    .collect(),
+            .zip(&seed_results)
+            .map(|(o, sr)| {
+                let spec = &plan.runs[o.run];
+                IndexRun {
+                    label: spec.label.clone(),
+                    seed: o.seed,
+                    dir: o.dir.clone(),
+                    strategy: o.summary.strategy.clone(),
+                    overrides: spec.overrides.clone(),
+                    rounds_run: o.summary.rounds_run,
+                    final_accuracy: sr.final_accuracy,
+                    best_accuracy: sr.best_accuracy,
+                    rounds_to_target: sr.reach.map(|x| x.round),
+                    time_to_target_s: sr.reach.map(|x| x.time_s),
+                    bytes_to_target: sr.reach.map(|x| x.bytes),
+                    diverged: sr.diverged,
+                }
             })
             .collect(),
     };

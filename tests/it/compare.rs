@@ -109,11 +109,14 @@ fn compare_writes_every_output_and_repeats_byte_for_byte() {
     // compare.json points at the run folders.
     let index: serde_json::Value = serde_json::from_slice(&read(&a.join("compare.json"))).unwrap();
     let runs = index["runs"].as_array().unwrap();
-    assert_eq!(runs.len(), 2);
-    assert_eq!(runs[1]["label"], "fedprox-mu0.1");
-    assert_eq!(runs[1]["strategy"], "fedprox");
-    let d = runs[1]["seeds"][1]["dir"].as_str().unwrap();
-    assert!(a.join(d).join("metrics.csv").is_file(), "{d}");
+    assert_eq!(runs.len(), 4, "one entry per (run, seed)");
+    assert_eq!(runs[3]["label"], "fedprox-mu0.1");
+    assert_eq!(runs[3]["seed"], 6);
+    assert_eq!(runs[3]["strategy"], "fedprox");
+    for r in runs {
+        let d = r["dir"].as_str().unwrap();
+        assert!(a.join(d).join("metrics.csv").is_file(), "{d}");
+    }
     assert_eq!(index["seeds"], serde_json::json!([5, 6]));
     assert!(index["target_accuracy"].as_f64().unwrap() > 0.0);
     // summary.csv agrees with the runs' summaries.
