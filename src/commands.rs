@@ -11,6 +11,7 @@ use crate::experiment::{
     Experiment, Observer, RoundRow, RunError, load_data, make_model, make_partition,
 };
 use crate::partition;
+use crate::plot;
 use crate::report::{RunDir, Summary, fresh_run_dir, summarize};
 use crate::scenario::{self, Scenario};
 use crate::system::Spread;
@@ -51,6 +52,10 @@ pub struct RunArgs {
     pub out: Option<PathBuf>,
     /// No progress bar.
     pub quiet: bool,
+    /// Write `events.csv` (same as `--set output.events=true`).
+    pub events: bool,
+    /// Do not draw the figures into `<results>/plots/`.
+    pub no_plots: bool,
 }
 
 struct Progress<'a> {
@@ -68,6 +73,9 @@ impl Observer for Progress<'_> {
             .set_message(format!("acc {:.4}", row.test_accuracy));
         self.last = Some(row.clone());
         self.dir.row(row)
+    }
+    fn round_planned(&mut self, trace: &crate::trace::RoundTrace<'_>) -> Result<(), RunError> {
+        self.dir.round_planned(trace)
     }
 }
 
@@ -107,7 +115,11 @@ pub fn human_duration(s: f64) -> String {
 /// `fedsim run`: runs a scenario and writes its results. Returns the
 /// results folder and the summary.
 pub fn run(args: &RunArgs) -> Result<(PathBuf, Summary)> {
-    let s = args.scenario.load()?;
+    let mut sargs = args.scenario.clone();
+    if args.events {
+        sargs.sets.push("output.events=true".into());
+    }
+    let s = sargs.load()?;
     let dir = match &args.out {
         Some(p) => p.clone(),
         None => fresh_run_dir(Path::new("results"), &s.name, s.seed)?,
@@ -146,6 +158,18 @@ pub fn run(args: &RunArgs) -> Result<(PathBuf, Summary)> {
         &res,
     );
     rd.finish(&summary, &res.timing)?;
+    if !args.no_plots {
+        // The results are complete; a figure that cannot be drawn is a
+        // warning, not a failed run.
+        let plots = dir.join("plots");
+        if let Err(e) = plot::plot_results(
+            std::slice::from_ref(&dir),
+            &plots,
+            &plot::PlotOptions::default(),
+        ) {
+            eprintln!("warning: figures not written to {}: {e}", plots.display());
+        }
+    }
 
     let mut out = std::io::stdout().lock();
     let _ = print_summary(&mut out, &s, &exp, &summary, &res.timing, &dir);
@@ -254,6 +278,16 @@ pub fn validate(args: &ScenarioArgs) -> Result<Scenario> {
 /// `fedsim inspect`: prints the data, partition and device statistics
 /// without training.
 pub fn inspect(args: &ScenarioArgs, out: &mut impl Write) -> Result<()> {
+    inspect_with_plots(args, None, out)
+}
+
+/// `fedsim inspect --plot DIR`: [`inspect`], and the partition figures
+/// (`partition-labels`, `partition-sizes`) written into `plot_dir`.
+pub fn inspect_with_plots(
+    args: &ScenarioArgs,
+    plot_dir: Option<&Path>,
+    out: &mut impl Write,
+) -> Result<()> {
     let s = args.load()?;
     let data = load_data(&s)?;
     let parts = make_partition(&s, &data)?;
@@ -270,6 +304,25 @@ pub fn inspect(args: &ScenarioArgs, out: &mut impl Write) -> Result<()> {
     let st = partition::stats(&parts, &data.train.y, data.train.num_classes);
     writeln!(out, "partition ({:?}):", s.partition.label)?;
     writeln!(out, "{st}")?;
+    if let Some(d) = plot_dir {
+        let opts = plot::PlotOptions::default();
+        let files = plot::plot_partition(&st.label_counts, d, &opts)
+            .with_context(|| format!("drawing the partition into {}", d.display()))?;
+        let shown = if st.clients > opts.max_clients {
+            format!(
+                " (label heatmap: {} of {} clients, evenly spaced ids)",
+                opts.max_clients, st.clients
+            )
+        } else {
+            String::new()
+        };
+        writeln!(
+            out,
+            "  figures: {} files in {}{shown}",
+            files.len(),
+            d.display()
+        )?;
+    }
     writeln!(
         out,
         "model: {} — {} params, {:.0} training FLOPs/sample, {} per transfer",
@@ -339,4 +392,35 @@ pub fn inspect(args: &ScenarioArgs, out: &mut impl Write) -> Result<()> {
         writeln!(out, "deadline: {}", human_duration(d.as_secs()))?;
     }
     Ok(())
+}
+
+/// Options of `fedsim plot`.
+#[derive(Debug, Clone)]
+pub struct PlotArgs {
+    /// Run folders, compare folders or folders of runs.
+    pub dirs: Vec<PathBuf>,
+    /// Output folder; default `<first folder>/plots`.
+    pub out: Option<PathBuf>,
+    /// Figure options.
+    pub options: plot::PlotOptions,
+}
+
+/// `fedsim plot`: draws every figure the results support. Returns the
+/// files written.
+pub fn plot(args: &PlotArgs) -> Result<Vec<PathBuf>> {
+    let first = args
+        .dirs
+        .first()
+        .context("give at least one results folder")?;
+    let out = args.out.clone().unwrap_or_else(|| first.join("plots"));
+    let files = plot::plot_results(&args.dirs, &out, &args.options)?;
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(
+        stdout,
+        "{} figures ({} files: SVG and PNG) in {}",
+        files.len() / 2,
+        files.len(),
+        out.display()
+    );
+    Ok(files)
 }

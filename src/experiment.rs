@@ -5,7 +5,9 @@
 //! replacement, compute each one's round trip from its device profile, play
 //! the round on the event queue ([`plan_round`]), train — really, in
 //! parallel — the clients whose updates arrive in time, and aggregate them
-//! in client-id order. Every random draw uses a named stream keyed by
+//! in client-id order. Malicious clients (`[byzantine]`) train with flipped
+//! labels or have their update replaced by the attack's right after
+//! training, before aggregation. Every random draw uses a named stream keyed by
 //! `(seed, purpose, round, client)`, so results do not depend on the thread
 //! count and two strategies run with the same seed see the same partition,
 //! devices, selections and dropouts.
@@ -18,14 +20,21 @@ use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::client::{LocalConfig, LocalResult, planned_work, train_local, work_for_steps};
+use crate::byzantine::Byzantine;
+use crate::client::{
+    LocalConfig, LocalExtras, LocalResult, planned_work, train_local_with, work_for_steps,
+};
 use crate::data::{DataError, DataSplit, Dataset, idx, synthetic};
 use crate::engine::{ClientTrip, CloseReason, Fate, SimTime, plan_round};
 use crate::model::{Mlp, Model, Scratch, SoftmaxRegression};
 use crate::partition::{self, ClientIndices, PartitionError};
 use crate::rng::{Purpose, stream};
 use crate::scenario::{DataSpec, ModelSpec, Scenario, StrategySpec};
-use crate::strategy::{ClientUpdate, FedAvg, FedProx, RoundInfo, Strategy};
+use crate::strategy::{
+    ClientUpdate, FedAvg, FedAvgM, FedNova, FedOpt, FedProx, Krum, Median, RoundInfo, Scaffold,
+    Strategy, TrimmedMean,
+};
+use crate::trace::RoundTrace;
 
 /// Why an experiment could not be built or run.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +104,9 @@ pub struct RoundRow {
     pub round_duration_s: f64,
     /// Why the round closed: `quorum`, `deadline` or `all-done`.
     pub close_reason: &'static str,
+    /// Of the aggregated updates, those sent by malicious clients
+    /// (`[byzantine]`; 0 without attackers).
+    pub byzantine: usize,
 }
 
 /// Host-side cost of a run; kept apart from the deterministic outputs.
@@ -144,6 +156,12 @@ pub trait Observer {
     fn round_done(&mut self, _round: usize, _total: usize) {}
     /// Called with each evaluated round's row; an error stops the run.
     fn row(&mut self, _row: &RoundRow) -> Result<(), RunError> {
+        Ok(())
+    }
+    /// Called once per round when its timeline is planned, before training:
+    /// every selected client's trip and fate (for `events.csv` and
+    /// `clients.csv`); an error stops the run.
+    fn round_planned(&mut self, _trace: &RoundTrace<'_>) -> Result<(), RunError> {
         Ok(())
     }
 }
@@ -234,6 +252,32 @@ pub fn make_strategy(spec: &StrategySpec) -> Box<dyn Strategy> {
             mu: *mu,
             partial_work: *partial_work,
         }),
+        StrategySpec::FedAvgM {
+            server_lr,
+            momentum,
+        } => Box::new(FedAvgM::new(*server_lr, *momentum)),
+        StrategySpec::FedOpt {
+            kind,
+            server_lr,
+            beta1,
+            beta2,
+            tau,
+        } => Box::new(FedOpt::new(*kind, *server_lr, *beta1, *beta2, *tau)),
+        StrategySpec::Scaffold {
+            server_lr,
+            local_lr,
+            partial_work,
+        } => Box::new(Scaffold::new(*server_lr, *local_lr, *partial_work)),
+        StrategySpec::FedNova {
+            momentum,
+            partial_work,
+        } => Box::new(FedNova {
+            momentum: *momentum,
+            partial_work: *partial_work,
+        }),
+        StrategySpec::Median => Box::new(Median),
+        StrategySpec::TrimmedMean { beta } => Box::new(TrimmedMean { beta: *beta }),
+        StrategySpec::Krum { f, m } => Box::new(Krum { f: *f, m: *m }),
     }
 }
 
@@ -348,6 +392,12 @@ impl Experiment {
         self.model.num_params() as u64 * 4
     }
 
+    /// Bytes sent each way per client and round under the strategy (e.g.
+    /// SCAFFOLD's control variates travel with the model).
+    pub fn transfer_bytes(&self) -> u64 {
+        self.model_bytes() * self.strategy.vectors_per_transfer()
+    }
+
     fn plan_client(&self, round: usize, client: usize, local: &LocalConfig) -> Plan {
         let s = &self.scenario;
         let prof = s.system.devices.profile(s.seed, client);
@@ -361,7 +411,7 @@ impl Experiment {
             1.0
         };
         let per_sample = prof.compute_s(self.model.train_flops_per_sample()) * jitter;
-        let bytes = self.model_bytes();
+        let bytes = self.transfer_bytes();
         let download = SimTime::from_secs(prof.download_s(bytes));
         let upload = SimTime::from_secs(prof.upload_s(bytes));
         let mut compute = SimTime::from_secs(work.samples as f64 * per_sample);
@@ -420,7 +470,7 @@ impl Experiment {
         let model: &dyn Model = self.model.as_ref();
         let mut global = model.init_params(&mut stream(s.seed, Purpose::Init, 0, 0));
         let local = self.strategy.configure_client(&s.local);
-        let bytes = self.model_bytes();
+        let bytes = self.transfer_bytes();
         let mut now = SimTime::ZERO;
         let (mut cum_down, mut cum_up) = (0u64, 0u64);
         let mut rows = Vec::new();
@@ -430,6 +480,14 @@ impl Experiment {
             ..Timing::default()
         };
         let mut diverged = false;
+        let byzantine = s
+            .byzantine
+            .as_ref()
+            .map(|b| Byzantine::new(b, s.clients, s.seed));
+        let flipped_labels = byzantine
+            .as_ref()
+            .and_then(|b| b.label_map(self.data.train.num_classes));
+        let is_malicious = |c: usize| byzantine.as_ref().is_some_and(|b| b.is_malicious(c));
         for round in 1..=s.rounds {
             let selected = self.select(round);
             let plans: Vec<Plan> = selected
@@ -445,11 +503,27 @@ impl Experiment {
                 bytes,
                 bytes,
             );
+            obs.round_planned(&RoundTrace {
+                round,
+                trips: &trips,
+                partial: &plans
+                    .iter()
+                    .map(|p| p.max_steps.is_some())
+                    .collect::<Vec<_>>(),
+                timeline: &tl,
+                deadline: s.system.deadline,
+            })?;
             let todo: Vec<&Plan> = plans
                 .iter()
                 .zip(&tl.fates)
                 .filter(|(_, f)| matches!(f, Fate::Completed { .. }))
                 .map(|(p, _)| p)
+                .collect();
+
+            // Strategy state is read before training starts (sequentially).
+            let corrections: Vec<Option<Vec<f32>>> = todo
+                .iter()
+                .map(|p| self.strategy.client_correction(p.trip.client))
                 .collect();
 
             let t_train = Instant::now();
@@ -458,10 +532,15 @@ impl Experiment {
             let g = &global;
             let results: Vec<(usize, Option<usize>, LocalResult)> = todo
                 .par_iter()
-                .map_init(Scratch::new, |scratch, p| {
+                .zip(&corrections)
+                .map_init(Scratch::new, |scratch, (p, corr)| {
                     let c = p.trip.client;
                     let mut rng = stream(s.seed, Purpose::Train, round as u64, c as u64);
-                    let r = train_local(
+                    let extras = LocalExtras {
+                        correction: corr.as_deref(),
+                        label_map: flipped_labels.as_deref().filter(|_| is_malicious(c)),
+                    };
+                    let r = train_local_with(
                         model,
                         train,
                         &clients[c],
@@ -470,16 +549,23 @@ impl Experiment {
                         p.max_steps,
                         &mut rng,
                         scratch,
+                        &extras,
                     );
                     (c, p.max_steps, r)
                 })
                 .collect();
             timing.train_s += t_train.elapsed().as_secs_f64();
+            drop(corrections);
 
             let mut updates: Vec<ClientUpdate> = Vec::with_capacity(results.len());
-            for (c, max_steps, r) in results {
+            let mut malicious_updates = 0;
+            for (c, max_steps, mut r) in results {
                 timing.client_rounds += 1;
                 timing.train_flops += r.samples as f64 * model.train_flops_per_sample();
+                if let Some(b) = byzantine.as_ref().filter(|b| b.is_malicious(c)) {
+                    b.corrupt(&global, &mut r.params, s.seed, round, c);
+                    malicious_updates += 1;
+                }
                 updates.push(ClientUpdate {
                     client: c,
                     num_samples: self.clients[c].len(),
@@ -541,6 +627,7 @@ impl Experiment {
                         CloseReason::Deadline => "deadline",
                         CloseReason::AllDone => "all-done",
                     },
+                    byzantine: malicious_updates,
                 };
                 obs.row(&row)?;
                 rows.push(row);

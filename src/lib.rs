@@ -12,13 +12,17 @@
 //! * [`model`] — models over one flat parameter vector;
 //! * [`client`] — local training;
 //! * [`strategy`] — server-side aggregation;
+//! * [`byzantine`] — malicious clients and their attacks;
 //! * [`system`] — device profiles and their distributions;
 //! * [`engine`] — virtual time, the event queue, a round's timeline;
 //! * [`experiment`] — a scenario run round by round;
 //! * [`report`] — result files;
 //! * [`compare`] — `fedsim compare`: strategies × seeds and their table;
+//! * [`plot`] — figures for papers (SVG and PNG);
+//! * [`trace`] — per-client traces of the virtual clock (`events.csv`, `clients.csv`);
 //! * [`commands`] — the command-line commands.
 
+pub mod byzantine;
 pub mod client;
 pub mod commands;
 pub mod compare;
@@ -27,8 +31,10 @@ pub mod engine;
 pub mod experiment;
 pub mod model;
 pub mod partition;
+pub mod plot;
 pub mod report;
 pub mod rng;
 pub mod scenario;
 pub mod strategy;
 pub mod system;
+pub mod trace;

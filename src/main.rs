@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use fedsim::commands::{self, RunArgs, ScenarioArgs};
+use fedsim::commands::{self, PlotArgs, RunArgs, ScenarioArgs};
 use fedsim::compare::{self, CompareArgs, PlanArgs};
+use fedsim::plot::{DEFAULT_DPI, PlotOptions, Size};
 
 /// fedsim: a discrete-event simulator for federated learning.
 #[derive(Parser)]
@@ -54,6 +55,13 @@ enum Command {
         /// No progress bar.
         #[arg(long, short)]
         quiet: bool,
+        /// Also write events.csv, one row per selected client per round
+        /// (same as --set output.events=true).
+        #[arg(long)]
+        events: bool,
+        /// Do not draw the figures into <results>/plots/.
+        #[arg(long)]
+        no_plots: bool,
     },
     /// Run several strategies over several seeds on identical clients and
     /// tabulate the results (mean ± std over seeds).
@@ -78,6 +86,9 @@ enum Command {
         /// No progress bar.
         #[arg(long, short)]
         quiet: bool,
+        /// Do not draw the figures (mean ± std over seeds) into <results>/plots/.
+        #[arg(long)]
+        no_plots: bool,
     },
     /// Check a scenario file without running it.
     Validate {
@@ -88,6 +99,40 @@ enum Command {
     Inspect {
         #[command(flatten)]
         scenario: ScenarioOpts,
+        /// Also draw the partition (label heatmap, client sizes) into DIR.
+        #[arg(long, value_name = "DIR")]
+        plot: Option<PathBuf>,
+    },
+    /// Draw figures (SVG and PNG) from results folders.
+    Plot {
+        /// Run folders (metrics.csv), compare folders (compare.json) or
+        /// folders of runs.
+        #[arg(required = true, value_name = "RESULTS_DIR")]
+        dirs: Vec<PathBuf>,
+        /// Output folder (default: <first RESULTS_DIR>/plots).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Figure width: one-column (3.5 in) or two-column (7 in); default
+        /// per figure kind.
+        #[arg(long, value_name = "SIZE")]
+        size: Option<Size>,
+        /// PNG resolution in pixels per inch.
+        #[arg(long, default_value_t = DEFAULT_DPI)]
+        dpi: f64,
+        /// Bytes axis on a log scale.
+        #[arg(long)]
+        log_bytes: bool,
+        /// Rounds drawn in the timeline, e.g. 1,5,10 (default: first,
+        /// middle, last).
+        #[arg(long, value_delimiter = ',', value_name = "R1,R2,..")]
+        rounds: Option<Vec<usize>>,
+        /// Most client lanes per timeline round.
+        #[arg(long, default_value_t = 40, value_name = "N")]
+        max_lanes: usize,
+        /// Label of the runs in each RESULTS_DIR, one per folder in order
+        /// (default: from summary.json or compare.json).
+        #[arg(long = "label", value_name = "NAME")]
+        labels: Vec<String>,
     },
 }
 
@@ -111,10 +156,14 @@ fn main() -> ExitCode {
             scenario,
             out,
             quiet,
+            events,
+            no_plots,
         } => commands::run(&RunArgs {
             scenario: scenario.into_args(),
             out,
             quiet,
+            events,
+            no_plots,
         })
         .map(|_| ()),
         Command::Compare {
@@ -124,6 +173,7 @@ fn main() -> ExitCode {
             target,
             out,
             quiet,
+            no_plots,
         } => compare::run(&CompareArgs {
             scenario: scenario.into_args(),
             plan: PlanArgs {
@@ -133,12 +183,38 @@ fn main() -> ExitCode {
             },
             out,
             quiet,
+            no_plots,
         })
         .map(|_| ()),
         Command::Validate { scenario } => commands::validate(&scenario.into_args()).map(|_| ()),
-        Command::Inspect { scenario } => {
-            commands::inspect(&scenario.into_args(), &mut std::io::stdout().lock())
-        }
+        Command::Inspect { scenario, plot } => commands::inspect_with_plots(
+            &scenario.into_args(),
+            plot.as_deref(),
+            &mut std::io::stdout().lock(),
+        ),
+        Command::Plot {
+            dirs,
+            out,
+            size,
+            dpi,
+            log_bytes,
+            rounds,
+            max_lanes,
+            labels,
+        } => commands::plot(&PlotArgs {
+            dirs,
+            out,
+            options: PlotOptions {
+                size,
+                dpi,
+                log_bytes,
+                rounds,
+                max_lanes,
+                labels,
+                ..PlotOptions::default()
+            },
+        })
+        .map(|_| ()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -152,7 +228,11 @@ fn main() -> ExitCode {
             let usage = e
                 .downcast_ref::<fedsim::scenario::ScenarioError>()
                 .is_some()
-                || e.downcast_ref::<fedsim::compare::CompareError>().is_some();
+                || e.downcast_ref::<fedsim::compare::CompareError>().is_some()
+                || matches!(
+                    e.downcast_ref::<fedsim::plot::PlotError>(),
+                    Some(fedsim::plot::PlotError::Usage(_) | fedsim::plot::PlotError::Input { .. })
+                );
             ExitCode::from(if usage { 2 } else { 1 })
         }
     }

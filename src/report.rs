@@ -1,5 +1,6 @@
-//! Result files: `metrics.csv`, `summary.json`, `timing.json` and the
-//! resolved `scenario.toml`.
+//! Result files: `metrics.csv`, `summary.json`, `timing.json`, the
+//! resolved `scenario.toml`, `clients.csv` and the optional `events.csv`
+//! (see [`crate::trace`]).
 //!
 //! `metrics.csv` is written row by row and flushed, so a run that stops
 //! early (divergence, interruption) leaves a valid file. Everything in it
@@ -7,13 +8,14 @@
 //! wall-clock figures go to `timing.json` only.
 
 use std::fs;
-use std::io::Write;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use crate::experiment::{Observer, RoundRow, RunError, RunResult, Timing};
 use crate::scenario::Scenario;
+use crate::trace::{EventsWriter, Participation, RoundTrace};
 
 /// The figures people quote from a run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -137,6 +139,8 @@ pub struct RunDir {
     /// The folder.
     pub path: PathBuf,
     metrics: MetricsWriter<fs::File>,
+    events: Option<EventsWriter<io::BufWriter<fs::File>>>,
+    participation: Participation,
 }
 
 fn out_err(path: &Path, e: impl std::fmt::Display) -> RunError {
@@ -171,21 +175,35 @@ pub fn fresh_run_dir(root: &Path, name: &str, seed: u64) -> Result<PathBuf, RunE
 
 impl RunDir {
     /// Creates `path` (and parents), writes the resolved scenario, and opens
-    /// `metrics.csv`.
+    /// `metrics.csv` (and `events.csv` when `[output] events` is on).
     pub fn create(path: &Path, scenario: &Scenario) -> Result<Self, RunError> {
         fs::create_dir_all(path).map_err(|e| out_err(path, e))?;
         let sc = path.join("scenario.toml");
         fs::write(&sc, scenario.resolved_toml()).map_err(|e| out_err(&sc, e))?;
         let m = path.join("metrics.csv");
         let f = fs::File::create(&m).map_err(|e| out_err(&m, e))?;
+        let events = if scenario.output.events {
+            let p = path.join("events.csv");
+            let f = fs::File::create(&p).map_err(|e| out_err(&p, e))?;
+            Some(EventsWriter::new(io::BufWriter::new(f)))
+        } else {
+            None
+        };
         Ok(Self {
             path: path.to_path_buf(),
             metrics: MetricsWriter::new(f),
+            events,
+            participation: Participation::default(),
         })
     }
 
-    /// Writes `summary.json` and `timing.json`.
+    /// Writes `summary.json`, `timing.json` and `clients.csv`.
     pub fn finish(&self, summary: &Summary, timing: &Timing) -> Result<(), RunError> {
+        let p = self.path.join("clients.csv");
+        let f = fs::File::create(&p).map_err(|e| out_err(&p, e))?;
+        self.participation
+            .write_csv(io::BufWriter::new(f))
+            .map_err(|e| out_err(&p, e))?;
         for (name, text) in [
             ("summary.json", serde_json::to_string_pretty(summary)),
             ("timing.json", serde_json::to_string_pretty(timing)),
@@ -202,6 +220,14 @@ impl Observer for RunDir {
     fn row(&mut self, row: &RoundRow) -> Result<(), RunError> {
         let p = self.path.join("metrics.csv");
         self.metrics.write(row).map_err(|e| out_err(&p, e))
+    }
+    fn round_planned(&mut self, trace: &RoundTrace<'_>) -> Result<(), RunError> {
+        self.participation.add(trace);
+        if let Some(w) = &mut self.events {
+            let p = self.path.join("events.csv");
+            w.write(trace).map_err(|e| out_err(&p, e))?;
+        }
+        Ok(())
     }
 }
 
@@ -227,6 +253,7 @@ mod tests {
             cum_bytes_up: 50 * round as u64,
             round_duration_s: 10.0,
             close_reason: "quorum",
+            byzantine: 0,
         }
     }
 
@@ -242,11 +269,11 @@ mod tests {
         assert_eq!(
             header,
             "round,virtual_time_s,test_accuracy,test_loss,train_loss,selected,completed,partial,\
-             dropped,late,bytes_down,bytes_up,cum_bytes_down,cum_bytes_up,round_duration_s,close_reason"
+             dropped,late,bytes_down,bytes_up,cum_bytes_down,cum_bytes_up,round_duration_s,close_reason,byzantine"
         );
         assert_eq!(
             text.lines().nth(1).unwrap(),
-            "1,10.0,0.5,1.0,,3,2,0,1,0,100,50,100,50,10.0,quorum"
+            "1,10.0,0.5,1.0,,3,2,0,1,0,100,50,100,50,10.0,quorum,0"
         );
     }
 

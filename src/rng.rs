@@ -35,6 +35,10 @@ pub enum Purpose {
     Eval = 9,
     /// Anything a strategy draws.
     Strategy = 10,
+    /// Drawing the set of Byzantine (malicious) clients (once per run).
+    ByzantineSet = 11,
+    /// Randomness of a malicious client's attack in a round.
+    Attack = 12,
 }
 
 /// SplitMix64 finaliser: a bijective mixer with good avalanche behaviour.

@@ -18,7 +18,7 @@
 //! Outputs, under `results/<name>/compare-NNN/` or `--out`:
 //! `runs/<label>/seed<s>/` (what `fedsim run` writes), `long.csv`,
 //! `summary.csv`, `summary.md`, `summary.tex`, `compare.json`,
-//! `timing.json`.
+//! `timing.json`, and the figures `fedsim plot` draws from them in `plots/`.
 
 pub mod plan;
 pub mod table;
@@ -45,6 +45,7 @@ use crate::experiment::{
 use crate::partition::ClientIndices;
 use crate::report::{MetricsWriter, RunDir, Summary, summarize};
 use crate::scenario::{DataSpec, Scenario};
+use crate::trace::RoundTrace;
 
 pub use plan::{ComparePlan, Job, PlanArgs, RunSpec, TargetChoice, plan};
 pub use table::{SeedResult, Table, TableRow};
@@ -84,6 +85,8 @@ pub struct CompareArgs {
     pub out: Option<PathBuf>,
     /// No progress bar.
     pub quiet: bool,
+    /// Do not draw the comparison's figures into `<results>/plots/`.
+    pub no_plots: bool,
 }
 
 /// One finished (run, seed).
@@ -226,6 +229,9 @@ impl Observer for JobObserver<'_> {
     }
     fn row(&mut self, row: &RoundRow) -> Result<(), RunError> {
         self.dir.row(row)
+    }
+    fn round_planned(&mut self, trace: &RoundTrace<'_>) -> Result<(), RunError> {
+        self.dir.round_planned(trace)
     }
 }
 
@@ -559,6 +565,19 @@ pub fn run(args: &CompareArgs) -> Result<CompareOutcome> {
         b.push(b'\n');
         Ok(())
     })?;
+
+    if !args.no_plots {
+        // The results are complete; a figure that cannot be drawn is a
+        // warning, not a failed comparison.
+        let plots = out.join("plots");
+        if let Err(e) = crate::plot::plot_results(
+            std::slice::from_ref(&out),
+            &plots,
+            &crate::plot::PlotOptions::default(),
+        ) {
+            eprintln!("warning: figures not written to {}: {e}", plots.display());
+        }
+    }
 
     let mut stdout = std::io::stdout().lock();
     let printed = table.write_markdown(&mut stdout).and_then(|()| {

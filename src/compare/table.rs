@@ -598,6 +598,7 @@ mod tests {
             cum_bytes_up: 10 * round as u64,
             round_duration_s: 10.0,
             close_reason: "quorum",
+            byzantine: 0,
         };
         let rows = [row(1, 0.3), row(2, 0.72), row(3, 0.65)];
         let s = SeedResult::from_rows(9, &rows, false, 0.7);

@@ -12,13 +12,15 @@ pub mod raw;
 
 use std::path::{Path, PathBuf};
 
+use crate::byzantine::{Attack, ByzantineSpec};
 use crate::client::LocalConfig;
 use crate::data::synthetic::{MixtureConfig, SyntheticConfig};
 use crate::engine::SimTime;
 use crate::partition::{LabelSkew, PartitionSpec, QuantitySkew};
+use crate::strategy::FedOptKind;
 use crate::system::DeviceModel;
 pub use raw::RawScenario;
-use raw::{DataKind, ModelKind, PartitionKind, QuantityKind, StrategyKind};
+use raw::{AttackKind, DataKind, ModelKind, PartitionKind, QuantityKind, StrategyKind};
 
 /// Everything that can be wrong with a scenario.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +96,56 @@ pub enum StrategySpec {
         /// Accept stragglers' partial work.
         partial_work: bool,
     },
+    /// FedAvgM.
+    FedAvgM {
+        /// Server learning rate η.
+        server_lr: f64,
+        /// Server momentum β.
+        momentum: f64,
+    },
+    /// FedAdagrad, FedAdam or FedYogi.
+    FedOpt {
+        /// Which rule.
+        kind: FedOptKind,
+        /// Server learning rate η.
+        server_lr: f64,
+        /// β1.
+        beta1: f64,
+        /// β2 (unused by FedAdagrad; 0 there).
+        beta2: f64,
+        /// τ.
+        tau: f64,
+    },
+    /// SCAFFOLD.
+    Scaffold {
+        /// Global learning rate η_g.
+        server_lr: f64,
+        /// The clients' learning rate η_l (from `client.lr`).
+        local_lr: f64,
+        /// Accept stragglers' partial work.
+        partial_work: bool,
+    },
+    /// FedNova.
+    FedNova {
+        /// The clients' momentum ρ (from `client.momentum`).
+        momentum: f64,
+        /// Accept stragglers' partial work.
+        partial_work: bool,
+    },
+    /// Coordinate-wise median.
+    Median,
+    /// Coordinate-wise β-trimmed mean.
+    TrimmedMean {
+        /// Fraction trimmed from each end.
+        beta: f64,
+    },
+    /// Krum (`m = None`) or Multi-Krum.
+    Krum {
+        /// Assumed Byzantine updates per round.
+        f: usize,
+        /// Multi-Krum's averaged updates.
+        m: Option<usize>,
+    },
 }
 
 /// The simulated system, checked.
@@ -120,6 +172,13 @@ pub struct EvalSpec {
     pub test_subset: usize,
     /// Target accuracy for "to target" figures.
     pub target_accuracy: Option<f64>,
+}
+
+/// Optional outputs, checked.
+#[derive(Debug, Clone, Default)]
+pub struct OutputSpec {
+    /// Write `events.csv` (see [`crate::trace`]).
+    pub events: bool,
 }
 
 /// A validated scenario: the only configuration type the engine accepts.
@@ -149,6 +208,10 @@ pub struct Scenario {
     pub system: SystemSpec,
     /// Evaluation.
     pub eval: EvalSpec,
+    /// Optional outputs.
+    pub output: OutputSpec,
+    /// Malicious clients, if `byzantine.fraction > 0`.
+    pub byzantine: Option<ByzantineSpec>,
     /// The scenario with every default made explicit: saved next to the
     /// results, it repeats the run exactly.
     pub resolved: RawScenario,
@@ -618,13 +681,7 @@ pub fn validate(mut raw: RawScenario, origin: &str) -> Result<Scenario, Scenario
     c.non_negative("client.weight_decay", cl.weight_decay)?;
 
     // ---- strategy ----
-    let strategy = match raw.strategy.kind {
-        StrategyKind::Fedavg => StrategySpec::FedAvg,
-        StrategyKind::Fedprox => StrategySpec::FedProx {
-            mu: c.non_negative("strategy.fedprox.mu", raw.strategy.fedprox.mu)? as f32,
-            partial_work: raw.strategy.fedprox.partial_work,
-        },
-    };
+    let strategy = validate_strategy(&c, &mut raw.strategy, raw.clients_per_round, cl)?;
     let local = LocalConfig {
         epochs: cl.epochs,
         steps: cl.steps,
@@ -683,6 +740,9 @@ pub fn validate(mut raw: RawScenario, origin: &str) -> Result<Scenario, Scenario
         target_accuracy: e.target_accuracy,
     };
 
+    // ---- byzantine ----
+    let byzantine = validate_byzantine(&mut c, &mut raw.byzantine, clients)?;
+
     Ok(Scenario {
         name: raw.name.clone(),
         seed: raw.seed,
@@ -696,9 +756,197 @@ pub fn validate(mut raw: RawScenario, origin: &str) -> Result<Scenario, Scenario
         strategy,
         system,
         eval,
+        output: OutputSpec {
+            events: raw.output.events,
+        },
+        byzantine,
         notes: c.notes,
         resolved: raw,
     })
+}
+
+/// Checks `[strategy]` and the chosen kind's sub-table.
+fn validate_strategy(
+    c: &Checker,
+    st: &mut raw::RawStrategy,
+    per_round: usize,
+    cl: &raw::RawClient,
+) -> Result<StrategySpec, ScenarioError> {
+    let fraction = |key: &str, v: f64| c.probability(key, v, true);
+    let krum_f = |key: &str, f: usize| {
+        if per_round > 2 * f + 2 {
+            Ok(f)
+        } else {
+            let most = if per_round >= 3 {
+                format!("lower it to at most {}", (per_round - 3) / 2)
+            } else {
+                "use f = 0".into()
+            };
+            Err(c.invalid(
+                key,
+                format!(
+                    "is {f} but Krum needs more than 2f + 2 = {} updates per round and \
+                     clients_per_round is {per_round}; {most} or raise clients_per_round \
+                     to at least {}",
+                    2 * f + 2,
+                    2 * f + 3
+                ),
+            ))
+        }
+    };
+    Ok(match st.kind {
+        StrategyKind::Fedavg => StrategySpec::FedAvg,
+        StrategyKind::Fedprox => StrategySpec::FedProx {
+            mu: c.non_negative("strategy.fedprox.mu", st.fedprox.mu)? as f32,
+            partial_work: st.fedprox.partial_work,
+        },
+        StrategyKind::Fedavgm => StrategySpec::FedAvgM {
+            server_lr: c.positive("strategy.fedavgm.server_lr", st.fedavgm.server_lr)?,
+            momentum: fraction("strategy.fedavgm.momentum", st.fedavgm.momentum)?,
+        },
+        StrategyKind::Fedadagrad => {
+            let t = &st.fedadagrad;
+            StrategySpec::FedOpt {
+                kind: FedOptKind::Adagrad,
+                server_lr: c.positive("strategy.fedadagrad.server_lr", t.server_lr)?,
+                beta1: fraction("strategy.fedadagrad.beta1", t.beta1)?,
+                beta2: 0.0,
+                tau: c.positive("strategy.fedadagrad.tau", t.tau)?,
+            }
+        }
+        StrategyKind::Fedadam | StrategyKind::Fedyogi => {
+            let (name, t, kind) = if st.kind == StrategyKind::Fedadam {
+                ("fedadam", &st.fedadam, FedOptKind::Adam)
+            } else {
+                ("fedyogi", &st.fedyogi, FedOptKind::Yogi)
+            };
+            StrategySpec::FedOpt {
+                kind,
+                server_lr: c.positive(&format!("strategy.{name}.server_lr"), t.server_lr)?,
+                beta1: fraction(&format!("strategy.{name}.beta1"), t.beta1)?,
+                beta2: fraction(&format!("strategy.{name}.beta2"), t.beta2)?,
+                tau: c.positive(&format!("strategy.{name}.tau"), t.tau)?,
+            }
+        }
+        StrategyKind::Scaffold => StrategySpec::Scaffold {
+            server_lr: c.positive("strategy.scaffold.server_lr", st.scaffold.server_lr)?,
+            local_lr: cl.lr,
+            partial_work: st.scaffold.partial_work,
+        },
+        StrategyKind::Fednova => StrategySpec::FedNova {
+            momentum: cl.momentum,
+            partial_work: st.fednova.partial_work,
+        },
+        StrategyKind::Median => StrategySpec::Median,
+        StrategyKind::TrimmedMean => {
+            let beta = st.trimmed_mean.beta;
+            if !(beta.is_finite() && (0.0..0.5).contains(&beta)) {
+                return Err(c.invalid(
+                    "strategy.trimmed-mean.beta",
+                    format!(
+                        "must be in [0, 0.5) (got {beta}): the share of values trimmed \
+                         from each end of every coordinate"
+                    ),
+                ));
+            }
+            StrategySpec::TrimmedMean { beta }
+        }
+        StrategyKind::Krum => StrategySpec::Krum {
+            f: krum_f("strategy.krum.f", st.krum.f)?,
+            m: None,
+        },
+        StrategyKind::MultiKrum => {
+            let f = krum_f("strategy.multi-krum.f", st.multi_krum.f)?;
+            let most = per_round - f;
+            let m = *st.multi_krum.m.get_or_insert(most);
+            if m == 0 || m > most {
+                return Err(c.invalid(
+                    "strategy.multi-krum.m",
+                    format!(
+                        "must be between 1 and clients_per_round − f = {most} (got {m}): \
+                         the number of best-scored updates averaged"
+                    ),
+                ));
+            }
+            StrategySpec::Krum { f, m: Some(m) }
+        }
+    })
+}
+
+/// Checks `[byzantine]`; `None` when there are no malicious clients.
+fn validate_byzantine(
+    c: &mut Checker,
+    b: &mut raw::RawByzantine,
+    clients: usize,
+) -> Result<Option<ByzantineSpec>, ScenarioError> {
+    let fraction = b.fraction;
+    if !(fraction.is_finite() && (0.0..=1.0).contains(&fraction)) {
+        return Err(c.invalid(
+            "byzantine.fraction",
+            format!("must be in [0, 1] (got {fraction}): the share of malicious clients"),
+        ));
+    }
+    if fraction == 0.0 {
+        let why = "byzantine.fraction is 0 (no malicious clients)";
+        c.unused("byzantine.scale", &mut b.scale, why);
+        c.unused("byzantine.noise_std", &mut b.noise_std, why);
+        return Ok(None);
+    }
+    let attack = match b.attack {
+        AttackKind::SignFlip | AttackKind::Scale => {
+            c.unused(
+                "byzantine.noise_std",
+                &mut b.noise_std,
+                "it applies to byzantine.attack = \"gaussian\" only",
+            );
+            if b.attack == AttackKind::SignFlip {
+                let scale = c.positive("byzantine.scale", *b.scale.get_or_insert(1.0))?;
+                Attack::SignFlip {
+                    scale: scale as f32,
+                }
+            } else {
+                let scale = *b.scale.get_or_insert(10.0);
+                if !scale.is_finite() || scale == 0.0 {
+                    return Err(c.invalid(
+                        "byzantine.scale",
+                        format!("must be a finite, non-zero number (got {scale})"),
+                    ));
+                }
+                Attack::Scale {
+                    scale: scale as f32,
+                }
+            }
+        }
+        AttackKind::Gaussian => {
+            c.unused(
+                "byzantine.scale",
+                &mut b.scale,
+                "it applies to byzantine.attack = \"sign-flip\" or \"scale\" only",
+            );
+            let std = c.positive("byzantine.noise_std", *b.noise_std.get_or_insert(1.0))?;
+            Attack::Gaussian {
+                noise_std: std as f32,
+            }
+        }
+        AttackKind::LabelFlip => {
+            let why = "byzantine.attack = \"label-flip\" has no settings";
+            c.unused("byzantine.scale", &mut b.scale, why);
+            c.unused("byzantine.noise_std", &mut b.noise_std, why);
+            Attack::LabelFlip
+        }
+    };
+    let spec = ByzantineSpec { fraction, attack };
+    if spec.count(clients) == 0 {
+        return Err(c.invalid(
+            "byzantine.fraction",
+            format!(
+                "is {fraction} of {clients} clients, which rounds to no malicious client; \
+                 raise it to at least {} or set 0 to disable attacks",
+                0.5 / clients as f64
+            ),
+        ));
+    }
+    Ok(Some(spec))
 }
 
 #[cfg(test)]
@@ -827,5 +1075,178 @@ mod tests {
         assert_eq!(s.notes.len(), 1);
         assert!(s.notes[0].contains("model.hidden"));
         assert!(!s.resolved_toml().contains("hidden"));
+    }
+    fn strategy(kind: &str, extra: &[&str]) -> Result<StrategySpec, String> {
+        let mut o = vec![format!("strategy.kind={kind}")];
+        o.extend(extra.iter().map(|e| e.to_string()));
+        from_str("clients_per_round = 10", "s.toml", &o)
+            .map(|s| s.strategy)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn every_strategy_kind_has_defaults() {
+        assert_eq!(
+            strategy("fedavgm", &[]).unwrap(),
+            StrategySpec::FedAvgM {
+                server_lr: 0.1,
+                momentum: 0.9
+            }
+        );
+        assert_eq!(
+            strategy("fedadam", &[]).unwrap(),
+            StrategySpec::FedOpt {
+                kind: FedOptKind::Adam,
+                server_lr: 0.01,
+                beta1: 0.9,
+                beta2: 0.99,
+                tau: 1e-3
+            }
+        );
+        assert!(matches!(
+            strategy("fedyogi", &[]).unwrap(),
+            StrategySpec::FedOpt { kind: FedOptKind::Yogi, server_lr, .. } if server_lr == 0.01
+        ));
+        assert!(matches!(
+            strategy("fedadagrad", &[]).unwrap(),
+            StrategySpec::FedOpt { kind: FedOptKind::Adagrad, server_lr, .. } if server_lr == 0.1
+        ));
+        // SCAFFOLD and FedNova take η_l and ρ from [client].
+        assert_eq!(
+            strategy("scaffold", &["client.lr=0.05"]).unwrap(),
+            StrategySpec::Scaffold {
+                server_lr: 1.0,
+                local_lr: 0.05,
+                partial_work: false
+            }
+        );
+        assert_eq!(
+            strategy("fednova", &["client.momentum=0.5"]).unwrap(),
+            StrategySpec::FedNova {
+                momentum: 0.5,
+                partial_work: true
+            }
+        );
+        assert_eq!(strategy("median", &[]).unwrap(), StrategySpec::Median);
+        assert_eq!(
+            strategy("trimmed-mean", &["strategy.trimmed-mean.beta=0.2"]).unwrap(),
+            StrategySpec::TrimmedMean { beta: 0.2 }
+        );
+        assert_eq!(
+            strategy("krum", &[]).unwrap(),
+            StrategySpec::Krum { f: 1, m: None }
+        );
+        // Multi-Krum's m defaults to clients_per_round − f, written back.
+        let s = from_str(
+            "clients_per_round = 10",
+            "s.toml",
+            &[
+                "strategy.kind=multi-krum".into(),
+                "strategy.multi-krum.f=2".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.strategy, StrategySpec::Krum { f: 2, m: Some(8) });
+        assert!(s.resolved_toml().contains("m = 8"), "{}", s.resolved_toml());
+    }
+
+    #[test]
+    fn strategy_settings_are_checked() {
+        let e = strategy("krum", &["strategy.krum.f=4"]).unwrap_err();
+        assert!(
+            e.contains("strategy.krum.f") && e.contains("at most 3") && e.contains("11"),
+            "{e}"
+        );
+        let e = strategy("multi-krum", &["strategy.multi-krum.m=10"]).unwrap_err();
+        assert!(
+            e.contains("strategy.multi-krum.m") && e.contains("9"),
+            "{e}"
+        );
+        let e = strategy("trimmed-mean", &["strategy.trimmed-mean.beta=0.5"]).unwrap_err();
+        assert!(
+            e.contains("strategy.trimmed-mean.beta") && e.contains("[0, 0.5)"),
+            "{e}"
+        );
+        let e = strategy("fedyogi", &["strategy.fedyogi.beta2=1.0"]).unwrap_err();
+        assert!(
+            e.contains("strategy.fedyogi.beta2") && e.contains("[0, 1)"),
+            "{e}"
+        );
+        let e = strategy("fedadam", &["strategy.fedadam.tau=0"]).unwrap_err();
+        assert!(e.contains("strategy.fedadam.tau"), "{e}");
+        let e = strategy("fedavgm", &["strategy.fedavgm.momentum=1"]).unwrap_err();
+        assert!(e.contains("strategy.fedavgm.momentum"), "{e}");
+        let e = strategy("scaffold", &["strategy.scaffold.server_lr=-1"]).unwrap_err();
+        assert!(e.contains("strategy.scaffold.server_lr"), "{e}");
+        let e = strategy("fedadagrad", &["strategy.fedadagrad.beta2=0.9"]).unwrap_err();
+        assert!(e.contains("beta2") && e.contains("fedadagrad"), "{e}");
+        // Settings of other kinds are not checked: switching kind never
+        // invalidates a file.
+        assert_eq!(
+            strategy("fedavg", &["strategy.krum.f=40"]).unwrap(),
+            StrategySpec::FedAvg
+        );
+    }
+
+    #[test]
+    fn byzantine_section_is_checked() {
+        let byz = |extra: &[&str]| {
+            let o: Vec<String> = extra.iter().map(|e| e.to_string()).collect();
+            from_str("[data]\ndevices = 50", "s.toml", &o)
+        };
+        assert!(byz(&[]).unwrap().byzantine.is_none());
+        let s = byz(&["byzantine.fraction=0.2"]).unwrap();
+        assert_eq!(
+            s.byzantine,
+            Some(ByzantineSpec {
+                fraction: 0.2,
+                attack: Attack::SignFlip { scale: 1.0 }
+            })
+        );
+        let s = byz(&["byzantine.fraction=0.2", "byzantine.attack=scale"]).unwrap();
+        assert_eq!(s.byzantine.unwrap().attack, Attack::Scale { scale: 10.0 });
+        let s = byz(&[
+            "byzantine.fraction=0.1",
+            "byzantine.attack=gaussian",
+            "byzantine.scale=3",
+        ])
+        .unwrap();
+        assert_eq!(
+            s.byzantine.unwrap().attack,
+            Attack::Gaussian { noise_std: 1.0 }
+        );
+        assert!(
+            s.notes.iter().any(|n| n.contains("byzantine.scale")),
+            "{:?}",
+            s.notes
+        );
+        let s = byz(&["byzantine.fraction=0.1", "byzantine.attack=label-flip"]).unwrap();
+        assert_eq!(s.byzantine.unwrap().attack, Attack::LabelFlip);
+        let e = byz(&["byzantine.fraction=1.5"]).unwrap_err().to_string();
+        assert!(
+            e.contains("byzantine.fraction") && e.contains("[0, 1]"),
+            "{e}"
+        );
+        let e = byz(&["byzantine.fraction=0.001"]).unwrap_err().to_string();
+        assert!(
+            e.contains("no malicious client") && e.contains("0.01"),
+            "{e}"
+        );
+        let e = byz(&["byzantine.fraction=0.2", "byzantine.scale=0"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("byzantine.scale"), "{e}");
+        let e = byz(&["byzantine.fraction=0.2", "byzantine.attack=flip"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sign-flip") && e.contains("label-flip"), "{e}");
+        let e = byz(&[
+            "byzantine.fraction=0.2",
+            "byzantine.attack=gaussian",
+            "byzantine.noise_std=-1",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("byzantine.noise_std"), "{e}");
     }
 }

@@ -40,6 +40,10 @@ pub struct RawScenario {
     /// `[compare]`: the runs `fedsim compare` makes (ignored by `fedsim run`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compare: Option<super::compare::RawCompare>,
+    /// Optional result files.
+    pub output: RawOutput,
+    /// Malicious clients (none by default).
+    pub byzantine: RawByzantine,
 }
 
 impl Default for RawScenario {
@@ -57,6 +61,8 @@ impl Default for RawScenario {
             system: RawSystem::default(),
             eval: RawEval::default(),
             compare: None,
+            output: RawOutput::default(),
+            byzantine: RawByzantine::default(),
         }
     }
 }
@@ -267,6 +273,26 @@ pub enum StrategyKind {
     Fedavg,
     /// FedProx.
     Fedprox,
+    /// FedAvg with server momentum.
+    Fedavgm,
+    /// Adaptive server optimiser, Adagrad.
+    Fedadagrad,
+    /// Adaptive server optimiser, Adam.
+    Fedadam,
+    /// Adaptive server optimiser, Yogi.
+    Fedyogi,
+    /// SCAFFOLD (option II control variates).
+    Scaffold,
+    /// FedNova (normalised averaging).
+    Fednova,
+    /// Coordinate-wise median.
+    Median,
+    /// Coordinate-wise β-trimmed mean.
+    TrimmedMean,
+    /// Krum.
+    Krum,
+    /// Multi-Krum.
+    MultiKrum,
 }
 
 /// `[strategy]`: which aggregation rule, and each rule's settings in its own
@@ -278,6 +304,26 @@ pub struct RawStrategy {
     pub kind: StrategyKind,
     /// `[strategy.fedprox]`.
     pub fedprox: RawFedProx,
+    /// `[strategy.fedavgm]`.
+    pub fedavgm: RawFedAvgM,
+    /// `[strategy.fedadagrad]`.
+    pub fedadagrad: RawFedAdagrad,
+    /// `[strategy.fedadam]`.
+    pub fedadam: RawFedAdam,
+    /// `[strategy.fedyogi]` (same keys and defaults as `fedadam`).
+    pub fedyogi: RawFedAdam,
+    /// `[strategy.scaffold]`.
+    pub scaffold: RawScaffold,
+    /// `[strategy.fednova]`.
+    pub fednova: RawFedNova,
+    /// `[strategy.trimmed-mean]`.
+    #[serde(rename = "trimmed-mean")]
+    pub trimmed_mean: RawTrimmedMean,
+    /// `[strategy.krum]`.
+    pub krum: RawKrum,
+    /// `[strategy.multi-krum]`.
+    #[serde(rename = "multi-krum")]
+    pub multi_krum: RawMultiKrum,
 }
 
 impl Default for RawStrategy {
@@ -285,6 +331,15 @@ impl Default for RawStrategy {
         Self {
             kind: StrategyKind::Fedavg,
             fedprox: RawFedProx::default(),
+            fedavgm: RawFedAvgM::default(),
+            fedadagrad: RawFedAdagrad::default(),
+            fedadam: RawFedAdam::default(),
+            fedyogi: RawFedAdam::default(),
+            scaffold: RawScaffold::default(),
+            fednova: RawFedNova::default(),
+            trimmed_mean: RawTrimmedMean::default(),
+            krum: RawKrum::default(),
+            multi_krum: RawMultiKrum::default(),
         }
     }
 }
@@ -304,6 +359,189 @@ impl Default for RawFedProx {
         Self {
             mu: 0.01,
             partial_work: true,
+        }
+    }
+}
+
+/// `[strategy.fedavgm]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawFedAvgM {
+    /// Server learning rate η (default 0.1: effective rate η/(1 − β) = 1).
+    pub server_lr: f64,
+    /// Server momentum β in [0, 1) (default 0.9).
+    pub momentum: f64,
+}
+
+impl Default for RawFedAvgM {
+    fn default() -> Self {
+        Self {
+            server_lr: 0.1,
+            momentum: 0.9,
+        }
+    }
+}
+
+/// `[strategy.fedadagrad]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawFedAdagrad {
+    /// Server learning rate η (default 0.1).
+    pub server_lr: f64,
+    /// First-moment decay β1 in [0, 1) (default 0.9).
+    pub beta1: f64,
+    /// Adaptivity τ > 0 (default 1e-3).
+    pub tau: f64,
+}
+
+impl Default for RawFedAdagrad {
+    fn default() -> Self {
+        Self {
+            server_lr: 0.1,
+            beta1: 0.9,
+            tau: 1e-3,
+        }
+    }
+}
+
+/// `[strategy.fedadam]` and `[strategy.fedyogi]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawFedAdam {
+    /// Server learning rate η (default 0.01).
+    pub server_lr: f64,
+    /// First-moment decay β1 in [0, 1) (default 0.9).
+    pub beta1: f64,
+    /// Second-moment decay β2 in [0, 1) (default 0.99).
+    pub beta2: f64,
+    /// Adaptivity τ > 0 (default 1e-3).
+    pub tau: f64,
+}
+
+impl Default for RawFedAdam {
+    fn default() -> Self {
+        Self {
+            server_lr: 0.01,
+            beta1: 0.9,
+            beta2: 0.99,
+            tau: 1e-3,
+        }
+    }
+}
+
+/// `[strategy.scaffold]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawScaffold {
+    /// Global (server) learning rate η_g (default 1.0).
+    pub server_lr: f64,
+    /// Stragglers past the deadline return the steps they finished (default false).
+    pub partial_work: bool,
+}
+
+impl Default for RawScaffold {
+    fn default() -> Self {
+        Self {
+            server_lr: 1.0,
+            partial_work: false,
+        }
+    }
+}
+
+/// `[strategy.fednova]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawFedNova {
+    /// Stragglers past the deadline return the steps they finished (default true).
+    pub partial_work: bool,
+}
+
+impl Default for RawFedNova {
+    fn default() -> Self {
+        Self { partial_work: true }
+    }
+}
+
+/// `[strategy.trimmed-mean]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawTrimmedMean {
+    /// Fraction trimmed from each end per coordinate, in [0, 0.5) (default 0.1).
+    pub beta: f64,
+}
+
+impl Default for RawTrimmedMean {
+    fn default() -> Self {
+        Self { beta: 0.1 }
+    }
+}
+
+/// `[strategy.krum]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawKrum {
+    /// Assumed Byzantine updates per round f; needs clients_per_round > 2f + 2 (default 1).
+    pub f: usize,
+}
+
+impl Default for RawKrum {
+    fn default() -> Self {
+        Self { f: 1 }
+    }
+}
+
+/// `[strategy.multi-krum]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawMultiKrum {
+    /// Assumed Byzantine updates per round f; needs clients_per_round > 2f + 2 (default 1).
+    pub f: usize,
+    /// Updates averaged, 1 ≤ m ≤ clients_per_round − f (default clients_per_round − f).
+    pub m: Option<usize>,
+}
+
+impl Default for RawMultiKrum {
+    fn default() -> Self {
+        Self { f: 1, m: None }
+    }
+}
+
+/// Kinds of Byzantine attack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AttackKind {
+    /// Δ → −scale·Δ.
+    SignFlip,
+    /// Δ → scale·Δ.
+    Scale,
+    /// y = x + N(0, noise_std²) per coordinate.
+    Gaussian,
+    /// Train with labels c → C − 1 − c.
+    LabelFlip,
+}
+
+/// `[byzantine]`: malicious clients.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawByzantine {
+    /// Share of the population that is malicious, in [0, 1]; exactly
+    /// round(fraction × clients) clients, fixed for the run (default 0: none).
+    pub fraction: f64,
+    /// The attack, default `"sign-flip"`.
+    pub attack: AttackKind,
+    /// sign-flip: Δ → −scale·Δ, scale > 0 (default 1); scale: Δ → scale·Δ (default 10).
+    pub scale: Option<f64>,
+    /// gaussian: standard deviation of the noise sent instead of an update (default 1).
+    pub noise_std: Option<f64>,
+}
+
+impl Default for RawByzantine {
+    fn default() -> Self {
+        Self {
+            fraction: 0.0,
+            attack: AttackKind::SignFlip,
+            scale: None,
+            noise_std: None,
         }
     }
 }
@@ -381,4 +619,13 @@ impl Default for RawEval {
             target_accuracy: None,
         }
     }
+}
+
+/// `[output]`: optional result files.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawOutput {
+    /// Write `events.csv`, one row per selected client per round, for
+    /// timeline plots (default false; it grows with rounds × clients).
+    pub events: bool,
 }

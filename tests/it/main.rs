@@ -2,7 +2,10 @@
 
 mod cli_errors;
 mod compare;
+mod plots;
 mod runs;
+mod scenarios;
+mod strategies;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -236,3 +236,59 @@ fn fashion_mnist_iid_softmax_reaches_80_percent_within_50_rounds() {
         rows.len()
     );
 }
+
+#[test]
+fn a_diverging_run_stops_cleanly_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = write(dir.path(), "tiny.toml", TINY);
+    let out = dir.path().join("o");
+    let stdout = run(
+        &sc,
+        &out,
+        &["--set", "client.lr=1e30", "--set", "rounds=20"],
+    );
+    assert!(stdout.contains("DIVERGED"), "{stdout}");
+    let (h, rows) = read_csv(&out.join("metrics.csv"));
+    assert!(rows.len() < 20, "the run must stop early");
+    assert!(
+        rows.iter().all(|r| r.len() == h.len()),
+        "rows stay well-formed"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["diverged"], serde_json::Value::Bool(true));
+}
+
+fn shipped(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios")
+        .join(name)
+}
+
+#[test]
+fn quickstart_trains_a_thousand_clients_well_above_chance() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o");
+    run(&shipped("quickstart.toml"), &out, &[]);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert!(summary["clients"].as_u64().unwrap() >= 1000);
+    // Ten classes: chance is 0.1.
+    let best = summary["best_accuracy"].as_f64().unwrap();
+    assert!(best > 0.3, "best accuracy {best}");
+}
+
+#[test]
+fn stragglers_scenario_cuts_rounds_at_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o");
+    run(&shipped("stragglers.toml"), &out, &[]);
+    let (h, rows) = read_csv(&out.join("metrics.csv"));
+    let sel = column(&h, &rows, "selected");
+    let com = column(&h, &rows, "completed");
+    let dur = column(&h, &rows, "round_duration_s");
+    assert!(com.iter().zip(&sel).all(|(c, s)| c < s));
+    assert!(dur.iter().all(|&d| d <= 2.0 + 1e-9), "{dur:?}");
+    assert!(column(&h, &rows, "dropped").iter().sum::<f64>() > 0.0);
+    assert!(column(&h, &rows, "partial").iter().sum::<f64>() > 0.0);
+}
