@@ -37,6 +37,7 @@ fn run(scenario: &Path, out: &Path, extra: &[&str]) {
         .arg("--out")
         .arg(out)
         .arg("--quiet")
+        .arg("--no-plots")
         .args(extra)
         .output()
         .unwrap();
@@ -137,6 +138,10 @@ fn compare_writes_every_output_and_repeats_byte_for_byte() {
         tex.contains("\\toprule") && tex.contains("fedprox-mu0.1 &"),
         "{tex}"
     );
+    // The figures are drawn from compare.json, like `fedsim plot` would.
+    for f in ["accuracy-round.svg", "accuracy-time.png", "loss-bytes.svg"] {
+        assert!(a.join("plots").join(f).is_file(), "missing plots/{f}");
+    }
 
     // Again, on one thread: every deterministic file is byte-identical.
     let b = dir.path().join("b");
@@ -160,7 +165,9 @@ fn each_compared_run_equals_a_standalone_run() {
     let dir = tempfile::tempdir().unwrap();
     let sc = write(dir.path(), "tiny.toml", &tiny_with_table());
     let c = dir.path().join("c");
-    compare(&sc, &c, &["--set", "rounds=4"]);
+    let sets = ["--set", "rounds=4", "--set", "output.events=true"];
+    compare(&sc, &c, &[&sets[..], &["--no-plots"]].concat());
+    assert!(!c.join("plots").exists());
     // The file's run `fedprox-mu0.1`, second seed.
     let alone = dir.path().join("alone");
     run(
@@ -172,6 +179,8 @@ fn each_compared_run_equals_a_standalone_run() {
             "--set",
             "rounds=4",
             "--set",
+            "output.events=true",
+            "--set",
             "strategy.kind=fedprox",
             "--set",
             "strategy.fedprox.mu=0.1",
@@ -179,10 +188,13 @@ fn each_compared_run_equals_a_standalone_run() {
     );
     let m = read(&alone.join("metrics.csv"));
     assert_eq!(m, read(&c.join("runs/fedprox-mu0.1/seed6/metrics.csv")));
-    assert_eq!(
-        read(&alone.join("summary.json")),
-        read(&c.join("runs/fedprox-mu0.1/seed6/summary.json"))
-    );
+    for f in ["summary.json", "events.csv", "clients.csv"] {
+        assert_eq!(
+            read(&alone.join(f)),
+            read(&c.join("runs/fedprox-mu0.1/seed6").join(f)),
+            "{f}"
+        );
+    }
     // The run's resolved scenario repeats it alone.
     let again = dir.path().join("again");
     run(
