@@ -259,6 +259,19 @@ pub fn validate(args: &ScenarioArgs) -> Result<Scenario> {
         s.clients_per_round,
         s.rounds
     );
+    if s.resolved.compare.is_some() {
+        let p = crate::compare::plan(args, &Default::default())?;
+        println!(
+            "  [compare] ok — {} runs ({}) × {} seeds",
+            p.runs.len(),
+            p.runs
+                .iter()
+                .map(|r| r.label.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            p.seeds.len()
+        );
+    }
     Ok(s)
 }
 

@@ -12,6 +12,7 @@
 //! count and two strategies run with the same seed see the same partition,
 //! devices, selections and dropouts.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use rand::RngExt;
@@ -173,15 +174,18 @@ impl Observer for Silent {}
 pub struct Experiment {
     /// The checked scenario.
     pub scenario: Scenario,
-    /// Training and test data.
-    pub data: DataSplit,
-    /// Each client's row indices into `data.train`.
-    pub clients: ClientIndices,
+    /// Training and test data, shared by experiments that use the same data
+    /// (e.g. the strategies of one seed in `fedsim compare`).
+    pub data: Arc<DataSplit>,
+    /// Each client's row indices into `data.train`, shared like `data`.
+    pub clients: Arc<ClientIndices>,
     /// The model.
     pub model: Box<dyn Model>,
     /// The aggregation strategy.
     pub strategy: Box<dyn Strategy>,
-    eval_set: Dataset,
+    /// The fixed test subset (`eval.test_subset`), or `None` for the whole
+    /// test set.
+    eval_subset: Option<Dataset>,
     setup_s: f64,
 }
 
@@ -193,6 +197,31 @@ pub fn load_data(s: &Scenario) -> Result<DataSplit, RunError> {
         DataSpec::FashionMnist(p) => idx::fashion_mnist(Some(p))?,
         DataSpec::Idx(p) => idx::load_mnist_family(p, "idx")?,
     })
+}
+
+/// Loads the scenario's data and splits it over its clients: everything an
+/// [`Experiment`] needs that does not depend on the model or strategy.
+/// Experiments whose scenarios agree on `data`, `partition` and `seed` can
+/// share the result (see [`Experiment::from_parts`]).
+pub fn load_and_partition(s: &Scenario) -> Result<(DataSplit, ClientIndices), RunError> {
+    let data = load_data(s)?;
+    check_data(&data)?;
+    let clients = make_partition(s, &data)?;
+    Ok((data, clients))
+}
+
+/// Checks that loaded data can be trained and evaluated on (non-empty
+/// training and test sets).
+pub fn check_data(data: &DataSplit) -> Result<(), RunError> {
+    if data.train.is_empty() || data.test.is_empty() {
+        return Err(RunError::Mismatch(format!(
+            "dataset {} has {} training and {} test samples; both must be non-empty",
+            data.name,
+            data.train.len(),
+            data.test.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Splits the training data over the scenario's clients.
@@ -301,24 +330,23 @@ impl Experiment {
     /// Loads the data, partitions it, and builds the model and strategy.
     pub fn build(scenario: Scenario) -> Result<Self, RunError> {
         let t0 = Instant::now();
-        let data = load_data(&scenario)?;
-        if data.train.is_empty() || data.test.is_empty() {
-            return Err(RunError::Mismatch(format!(
-                "dataset {} has {} training and {} test samples; both must be non-empty",
-                data.name,
-                data.train.len(),
-                data.test.len()
-            )));
-        }
-        let clients = make_partition(&scenario, &data)?;
-        Self::from_parts(scenario, data, clients, t0.elapsed().as_secs_f64())
+        let (data, clients) = load_and_partition(&scenario)?;
+        Self::from_parts(
+            scenario,
+            Arc::new(data),
+            Arc::new(clients),
+            t0.elapsed().as_secs_f64(),
+        )
     }
 
-    /// Builds an experiment from data and a partition made elsewhere.
+    /// Builds an experiment from data and a partition made elsewhere, e.g.
+    /// by [`load_and_partition`] on a scenario with the same `data`,
+    /// `partition` and `seed` (anything else gives a different run than
+    /// [`Experiment::build`] would). `setup_s` is reported in `timing.json`.
     pub fn from_parts(
         scenario: Scenario,
-        data: DataSplit,
-        clients: ClientIndices,
+        data: Arc<DataSplit>,
+        clients: Arc<ClientIndices>,
         setup_s: f64,
     ) -> Result<Self, RunError> {
         if clients.len() != scenario.clients {
@@ -330,7 +358,7 @@ impl Experiment {
         }
         let model = make_model(&scenario.model, data.train.dim(), data.train.num_classes);
         let strategy = make_strategy(&scenario.strategy);
-        let eval_set =
+        let eval_subset =
             if scenario.eval.test_subset > 0 && scenario.eval.test_subset < data.test.len() {
                 let mut rng = stream(scenario.seed, Purpose::Eval, 0, 0);
                 let mut rows: Vec<u32> =
@@ -339,9 +367,9 @@ impl Experiment {
                         .map(|i| i as u32)
                         .collect();
                 rows.sort_unstable();
-                subset(&data.test, &rows)
+                Some(subset(&data.test, &rows))
             } else {
-                data.test.clone()
+                None
             };
         Ok(Self {
             scenario,
@@ -349,9 +377,14 @@ impl Experiment {
             clients,
             model,
             strategy,
-            eval_set,
+            eval_subset,
             setup_s,
         })
+    }
+
+    /// The data the global model is evaluated on.
+    pub fn eval_set(&self) -> &Dataset {
+        self.eval_subset.as_ref().unwrap_or(&self.data.test)
     }
 
     /// Bytes of one model transfer (f32 parameters).
@@ -571,7 +604,7 @@ impl Experiment {
             let last = round == s.rounds || bad_params || bad_loss;
             if round % s.eval.every == 0 || last {
                 let t_eval = Instant::now();
-                let (test_loss, test_accuracy) = evaluate(model, &global, &self.eval_set);
+                let (test_loss, test_accuracy) = evaluate(model, &global, self.eval_set());
                 timing.eval_s += t_eval.elapsed().as_secs_f64();
                 let row = RoundRow {
                     round,

@@ -17,6 +17,7 @@
 //! * [`engine`] — virtual time, the event queue, a round's timeline;
 //! * [`experiment`] — a scenario run round by round;
 //! * [`report`] — result files;
+//! * [`compare`] — `fedsim compare`: strategies × seeds and their table;
 //! * [`plot`] — figures for papers (SVG and PNG);
 //! * [`trace`] — per-client traces of the virtual clock (`events.csv`, `clients.csv`);
 //! * [`commands`] — the command-line commands.
@@ -24,6 +25,7 @@
 pub mod byzantine;
 pub mod client;
 pub mod commands;
+pub mod compare;
 pub mod data;
 pub mod engine;
 pub mod experiment;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use fedsim::commands::{self, PlotArgs, RunArgs, ScenarioArgs};
+use fedsim::compare::{self, CompareArgs, PlanArgs};
 use fedsim::plot::{DEFAULT_DPI, PlotOptions, Size};
 
 /// fedsim: a discrete-event simulator for federated learning.
@@ -59,6 +60,33 @@ enum Command {
         #[arg(long)]
         events: bool,
         /// Do not draw the figures into <results>/plots/.
+        #[arg(long)]
+        no_plots: bool,
+    },
+    /// Run several strategies over several seeds on identical clients and
+    /// tabulate the results (mean ± std over seeds).
+    Compare {
+        #[command(flatten)]
+        scenario: ScenarioOpts,
+        /// Comma-separated strategy names, one run each (replaces the runs
+        /// of the file's [compare] table), e.g. fedavg,fedprox.
+        #[arg(long, value_delimiter = ',', value_name = "A,B,...")]
+        strategies: Option<Vec<String>>,
+        /// Number of seeds: seed, seed+1, … (default: compare.seeds, else 1).
+        #[arg(long, value_name = "N")]
+        seeds: Option<usize>,
+        /// Common target test accuracy in [0, 1] for the "to target"
+        /// columns (default: compare.target_accuracy, eval.target_accuracy,
+        /// else 95 % of the best mean final accuracy).
+        #[arg(long, value_name = "ACC")]
+        target: Option<f64>,
+        /// Results folder (default: results/<scenario name>/compare-NNN/).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
+        /// Do not draw the figures (mean ± std over seeds) into <results>/plots/.
         #[arg(long)]
         no_plots: bool,
     },
@@ -138,6 +166,26 @@ fn main() -> ExitCode {
             no_plots,
         })
         .map(|_| ()),
+        Command::Compare {
+            scenario,
+            strategies,
+            seeds,
+            target,
+            out,
+            quiet,
+            no_plots,
+        } => compare::run(&CompareArgs {
+            scenario: scenario.into_args(),
+            plan: PlanArgs {
+                strategies,
+                seeds,
+                target,
+            },
+            out,
+            quiet,
+            no_plots,
+        })
+        .map(|_| ()),
         Command::Validate { scenario } => commands::validate(&scenario.into_args()).map(|_| ()),
         Command::Inspect { scenario, plot } => commands::inspect_with_plots(
             &scenario.into_args(),
@@ -180,6 +228,7 @@ fn main() -> ExitCode {
             let usage = e
                 .downcast_ref::<fedsim::scenario::ScenarioError>()
                 .is_some()
+                || e.downcast_ref::<fedsim::compare::CompareError>().is_some()
                 || matches!(
                     e.downcast_ref::<fedsim::plot::PlotError>(),
                     Some(fedsim::plot::PlotError::Usage(_) | fedsim::plot::PlotError::Input { .. })

@@ -7,6 +7,7 @@
 //! Every error names the file, the key, the offending value and what is
 //! allowed.
 
+pub mod compare;
 pub mod raw;
 
 use std::path::{Path, PathBuf};
@@ -1050,6 +1051,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("mux") && e.contains("--set"), "{e}");
+    }
+
+    #[test]
+    fn compare_table_is_parsed_kept_and_round_trips() {
+        let text = "rounds = 2\n[compare]\nseeds = 2\n[[compare.runs]]\nlabel = \"p\"\n\
+                    set = { \"strategy.kind\" = \"fedprox\", \"strategy.fedprox.mu\" = 0.1 }\n";
+        let s = from_str(text, "s.toml", &[]).unwrap();
+        let c = s.resolved.compare.as_ref().unwrap();
+        assert_eq!(c.seeds, Some(2));
+        assert_eq!(c.runs[0].set["strategy.fedprox.mu"].as_float(), Some(0.1));
+        // `fedsim run` ignores the table: the run itself is unchanged.
+        assert_eq!(s.strategy, StrategySpec::FedAvg);
+        let again = from_str(&s.resolved_toml(), "r.toml", &[]).unwrap();
+        assert_eq!(again.resolved.compare, s.resolved.compare);
+        let e = err("[compare]\nseeds = 2\nruns = [{ lable = \"x\" }]\n");
+        assert!(e.contains("lable") && e.contains("label"), "{e}");
     }
 
     #[test]

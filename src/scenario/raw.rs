@@ -37,6 +37,9 @@ pub struct RawScenario {
     pub system: RawSystem,
     /// Evaluation of the global model.
     pub eval: RawEval,
+    /// `[compare]`: the runs `fedsim compare` makes (ignored by `fedsim run`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compare: Option<super::compare::RawCompare>,
     /// Optional result files.
     pub output: RawOutput,
     /// Malicious clients (none by default).
@@ -57,6 +60,7 @@ impl Default for RawScenario {
             strategy: RawStrategy::default(),
             system: RawSystem::default(),
             eval: RawEval::default(),
+            compare: None,
             output: RawOutput::default(),
             byzantine: RawByzantine::default(),
         }

@@ -1,6 +1,7 @@
 //! Integration tests: tiny scenarios through the real `fedsim` binary.
 
 mod cli_errors;
+mod compare;
 mod plots;
 mod runs;
 mod scenarios;
