@@ -239,7 +239,10 @@ impl Curves<'_> {
             e.push(Entry::new(Swatch::Band(DARK), text));
         }
         if let (Metric::Accuracy, Some(t)) = (self.metric, self.results.target) {
-            e.push(Entry::new(Swatch::Line(DARK, true), format!("target {t}")));
+            e.push(Entry::new(
+                Swatch::Line(DARK, true),
+                format!("target {:.2} %", t * 100.0),
+            ));
         }
         e
     }

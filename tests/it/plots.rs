@@ -338,7 +338,7 @@ fn plot_reads_compare_folders() {
         &[
             "FedAvg",
             "FedProx μ=0.01",
-            "target 0.3",
+            "target 30.00 %",
             "± 1 std over seeds",
         ],
     );
