@@ -11,19 +11,16 @@
 //! `(seed, purpose, round, client)`, so results do not depend on the thread
 //! count and two strategies run with the same seed see the same partition,
 //! devices, selections and dropouts.
+//!
+//! Planning a client's trip and training a batch of clients live in
+//! [`crate::training`], shared with the asynchronous engine.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use rand::RngExt;
-use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::byzantine::Byzantine;
-use crate::client::{
-    LocalConfig, LocalExtras, LocalResult, planned_work, train_local_with, work_for_steps,
-};
 use crate::data::{DataError, DataSplit, Dataset, idx, synthetic};
 use crate::engine::{ClientTrip, CloseReason, Fate, SimTime, plan_round};
 use crate::model::{Mlp, Model, Scratch, SoftmaxRegression};
@@ -35,6 +32,7 @@ use crate::strategy::{
     Strategy, TrimmedMean,
 };
 use crate::trace::RoundTrace;
+use crate::training::{Attackers, Plan, TrainJob, mean_train_loss};
 
 /// Why an experiment could not be built or run.
 #[derive(Debug, thiserror::Error)]
@@ -321,11 +319,6 @@ pub fn evaluate(model: &dyn Model, params: &[f32], data: &Dataset) -> (f64, f64)
     (loss / n as f64, correct as f64 / n as f64)
 }
 
-struct Plan {
-    trip: ClientTrip,
-    max_steps: Option<usize>,
-}
-
 impl Experiment {
     /// Loads the data, partitions it, and builds the model and strategy.
     pub fn build(scenario: Scenario) -> Result<Self, RunError> {
@@ -398,60 +391,6 @@ impl Experiment {
         self.model_bytes() * self.strategy.vectors_per_transfer()
     }
 
-    fn plan_client(&self, round: usize, client: usize, local: &LocalConfig) -> Plan {
-        let s = &self.scenario;
-        let prof = s.system.devices.profile(s.seed, client);
-        let n = self.clients[client].len();
-        let work = planned_work(local, n);
-        let jitter = if s.system.compute_jitter > 0.0 {
-            let mut rng = stream(s.seed, Purpose::Jitter, round as u64, client as u64);
-            let z: f64 = StandardNormal.sample(&mut rng);
-            (s.system.compute_jitter * z).exp()
-        } else {
-            1.0
-        };
-        let per_sample = prof.compute_s(self.model.train_flops_per_sample()) * jitter;
-        let bytes = self.transfer_bytes();
-        let download = SimTime::from_secs(prof.download_s(bytes));
-        let upload = SimTime::from_secs(prof.upload_s(bytes));
-        let mut compute = SimTime::from_secs(work.samples as f64 * per_sample);
-        let mut max_steps = None;
-        if let Some(deadline) = s.system.deadline
-            && self.strategy.accepts_partial_work()
-            && download + compute + upload > deadline
-        {
-            // The most steps that still let the upload finish by the deadline.
-            let budget = (deadline - download - upload).as_secs();
-            let fits = |k: usize| work_for_steps(local, n, k).samples as f64 * per_sample <= budget;
-            let (mut lo, mut hi) = (0usize, work.steps);
-            while lo < hi {
-                let mid = (lo + hi).div_ceil(2);
-                if fits(mid) {
-                    lo = mid;
-                } else {
-                    hi = mid - 1;
-                }
-            }
-            if lo >= 1 && download + upload <= deadline {
-                compute =
-                    SimTime::from_secs(work_for_steps(local, n, lo).samples as f64 * per_sample);
-                max_steps = Some(lo);
-            }
-        }
-        let mut rng = stream(s.seed, Purpose::Dropout, round as u64, client as u64);
-        let fail_at = (rng.random::<f64>() < s.system.dropout).then(|| rng.random::<f64>());
-        Plan {
-            trip: ClientTrip {
-                client,
-                download,
-                compute,
-                upload,
-                fail_at,
-            },
-            max_steps,
-        }
-    }
-
     /// The clients selected in `round` (sorted by id).
     pub fn select(&self, round: usize) -> Vec<usize> {
         let s = &self.scenario;
@@ -480,19 +419,12 @@ impl Experiment {
             ..Timing::default()
         };
         let mut diverged = false;
-        let byzantine = s
-            .byzantine
-            .as_ref()
-            .map(|b| Byzantine::new(b, s.clients, s.seed));
-        let flipped_labels = byzantine
-            .as_ref()
-            .and_then(|b| b.label_map(self.data.train.num_classes));
-        let is_malicious = |c: usize| byzantine.as_ref().is_some_and(|b| b.is_malicious(c));
+        let attackers = Attackers::new(self);
         for round in 1..=s.rounds {
             let selected = self.select(round);
             let plans: Vec<Plan> = selected
                 .iter()
-                .map(|&c| self.plan_client(round, c, &local))
+                .map(|&c| self.plan_client(round as u64, c, &local, s.system.deadline))
                 .collect();
             let trips: Vec<ClientTrip> = plans.iter().map(|p| p.trip).collect();
             let tl = plan_round(
@@ -513,77 +445,24 @@ impl Experiment {
                 timeline: &tl,
                 deadline: s.system.deadline,
             })?;
-            let todo: Vec<&Plan> = plans
+            // Strategy state is read before training starts (sequentially).
+            let jobs: Vec<TrainJob> = plans
                 .iter()
                 .zip(&tl.fates)
                 .filter(|(_, f)| matches!(f, Fate::Completed { .. }))
-                .map(|(p, _)| p)
-                .collect();
-
-            // Strategy state is read before training starts (sequentially).
-            let corrections: Vec<Option<Vec<f32>>> = todo
-                .iter()
-                .map(|p| self.strategy.client_correction(p.trip.client))
-                .collect();
-
-            let t_train = Instant::now();
-            let clients = &self.clients;
-            let train = &self.data.train;
-            let g = &global;
-            let results: Vec<(usize, Option<usize>, LocalResult)> = todo
-                .par_iter()
-                .zip(&corrections)
-                .map_init(Scratch::new, |scratch, (p, corr)| {
-                    let c = p.trip.client;
-                    let mut rng = stream(s.seed, Purpose::Train, round as u64, c as u64);
-                    let extras = LocalExtras {
-                        correction: corr.as_deref(),
-                        label_map: flipped_labels.as_deref().filter(|_| is_malicious(c)),
-                    };
-                    let r = train_local_with(
-                        model,
-                        train,
-                        &clients[c],
-                        g,
-                        &local,
-                        p.max_steps,
-                        &mut rng,
-                        scratch,
-                        &extras,
-                    );
-                    (c, p.max_steps, r)
+                .map(|(p, _)| TrainJob {
+                    client: p.trip.client,
+                    key: round as u64,
+                    base: &global,
+                    max_steps: p.max_steps,
+                    correction: self.strategy.client_correction(p.trip.client),
                 })
                 .collect();
-            timing.train_s += t_train.elapsed().as_secs_f64();
-            drop(corrections);
-
-            let mut updates: Vec<ClientUpdate> = Vec::with_capacity(results.len());
-            let mut malicious_updates = 0;
-            for (c, max_steps, mut r) in results {
-                timing.client_rounds += 1;
-                timing.train_flops += r.samples as f64 * model.train_flops_per_sample();
-                if let Some(b) = byzantine.as_ref().filter(|b| b.is_malicious(c)) {
-                    b.corrupt(&global, &mut r.params, s.seed, round, c);
-                    malicious_updates += 1;
-                }
-                updates.push(ClientUpdate {
-                    client: c,
-                    num_samples: self.clients[c].len(),
-                    steps: r.steps,
-                    train_loss: r.train_loss,
-                    partial: max_steps.is_some(),
-                    params: r.params,
-                });
-            }
-            let contributing: Vec<&ClientUpdate> = updates.iter().filter(|u| u.steps > 0).collect();
-            let weight: f64 = contributing.iter().map(|u| u.num_samples as f64).sum();
-            let train_loss = (weight > 0.0).then(|| {
-                contributing
-                    .iter()
-                    .map(|u| u.train_loss * u.num_samples as f64)
-                    .sum::<f64>()
-                    / weight
-            });
+            let trained = self.train_jobs(&jobs, &local, &attackers, &mut timing);
+            drop(jobs);
+            let malicious_updates = trained.iter().filter(|t| t.malicious).count();
+            let updates: Vec<ClientUpdate> = trained.into_iter().map(|t| t.update).collect();
+            let train_loss = mean_train_loss(&updates);
             if !updates.is_empty() {
                 self.strategy.aggregate(
                     &mut global,

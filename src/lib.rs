@@ -20,6 +20,7 @@
 //! * [`compare`] — `fedsim compare`: strategies × seeds and their table;
 //! * [`plot`] — figures for papers (SVG and PNG);
 //! * [`trace`] — per-client traces of the virtual clock (`events.csv`, `clients.csv`);
+//! * [`training`] — client work shared by the engines: trips, parallel local training;
 //! * [`commands`] — the command-line commands.
 
 pub mod byzantine;
@@ -38,3 +39,4 @@ pub mod scenario;
 pub mod strategy;
 pub mod system;
 pub mod trace;
+pub mod training;

@@ -1,0 +1,269 @@
+//! Client work shared by the synchronous and asynchronous engines.
+//!
+//! * [`Experiment::plan_client`]: one client's trip on the virtual clock —
+//!   download, compute (its planned local work on its device, with the
+//!   trip's compute jitter), upload — its dropout draw, and, under a
+//!   deadline and a strategy that accepts partial work, the most local
+//!   steps that still meet the deadline.
+//! * [`Experiment::train_jobs`]: real local training of a batch of clients
+//!   in parallel (rayon, one [`Scratch`] per worker), each from its own
+//!   starting model, followed by the Byzantine attack of malicious clients.
+//!
+//! Every draw is keyed by `(seed, purpose, key, client)`, where `key` is the
+//! round number in synchronous runs and the dispatch number in asynchronous
+//! ones. A job's result depends only on its inputs, never on which thread
+//! ran it or which other jobs shared its batch; results come back in job
+//! order.
+
+use std::time::Instant;
+
+use rand::RngExt;
+use rand_distr::{Distribution, StandardNormal};
+use rayon::prelude::*;
+
+use crate::byzantine::Byzantine;
+use crate::client::{LocalConfig, LocalExtras, planned_work, train_local_with, work_for_steps};
+use crate::engine::{ClientTrip, SimTime};
+use crate::experiment::{Experiment, Timing};
+use crate::model::Scratch;
+use crate::rng::{Purpose, stream};
+use crate::strategy::ClientUpdate;
+
+/// A client's planned trip and how much of its local work it does.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Plan {
+    /// Download, compute and upload durations, and the dropout draw.
+    pub trip: ClientTrip,
+    /// `Some(k)`: local training is cut to `k` steps to meet the deadline
+    /// (partial work); `None`: the full planned work.
+    pub max_steps: Option<usize>,
+}
+
+/// The malicious clients of a run (`[byzantine]`), if any, and the label
+/// map label-flipping attackers train with.
+#[derive(Debug, Clone, Default)]
+pub struct Attackers {
+    byzantine: Option<Byzantine>,
+    flipped: Option<Vec<u32>>,
+}
+
+impl Attackers {
+    /// The attackers of `exp`'s scenario (none without `[byzantine]`).
+    pub fn new(exp: &Experiment) -> Self {
+        let s = &exp.scenario;
+        let byzantine = s
+            .byzantine
+            .as_ref()
+            .map(|b| Byzantine::new(b, s.clients, s.seed));
+        let flipped = byzantine
+            .as_ref()
+            .and_then(|b| b.label_map(exp.data.train.num_classes));
+        Self { byzantine, flipped }
+    }
+
+    /// Whether `client` is malicious.
+    pub fn is_malicious(&self, client: usize) -> bool {
+        self.byzantine
+            .as_ref()
+            .is_some_and(|b| b.is_malicious(client))
+    }
+}
+
+/// One client to train: who, from which model, keyed how.
+#[derive(Debug, Clone)]
+pub struct TrainJob<'a> {
+    /// Client id.
+    pub client: usize,
+    /// The stream key: the round (synchronous) or dispatch number
+    /// (asynchronous).
+    pub key: u64,
+    /// The model the client downloaded and starts from.
+    pub base: &'a [f32],
+    /// Partial work: at most this many local steps.
+    pub max_steps: Option<usize>,
+    /// The strategy's gradient correction for this client (SCAFFOLD).
+    pub correction: Option<Vec<f32>>,
+}
+
+/// A trained client's update.
+#[derive(Debug, Clone)]
+pub struct Trained {
+    /// The update (parameters after training, possibly attacked).
+    pub update: ClientUpdate,
+    /// Whether the client is malicious (its update was attacked).
+    pub malicious: bool,
+}
+
+/// Sample-weighted mean of the mean local losses of the updates that took
+/// at least one step (`None` when none did).
+pub fn mean_train_loss<'a>(updates: impl IntoIterator<Item = &'a ClientUpdate>) -> Option<f64> {
+    let (mut sum, mut weight) = (0.0f64, 0.0f64);
+    for u in updates.into_iter().filter(|u| u.steps > 0) {
+        sum += u.train_loss * u.num_samples as f64;
+        weight += u.num_samples as f64;
+    }
+    (weight > 0.0).then(|| sum / weight)
+}
+
+impl Experiment {
+    /// Seconds of compute per training sample on `client`'s device for the
+    /// trip keyed by `key`, jitter included.
+    fn per_sample_s(&self, key: u64, client: usize) -> f64 {
+        let s = &self.scenario;
+        let prof = s.system.devices.profile(s.seed, client);
+        let jitter = if s.system.compute_jitter > 0.0 {
+            let mut rng = stream(s.seed, Purpose::Jitter, key, client as u64);
+            let z: f64 = StandardNormal.sample(&mut rng);
+            (s.system.compute_jitter * z).exp()
+        } else {
+            1.0
+        };
+        prof.compute_s(self.model.train_flops_per_sample()) * jitter
+    }
+
+    /// Plans `client`'s trip for round or dispatch `key`: download, compute
+    /// and upload from its device profile, compute jitter, the dropout draw
+    /// and — under `deadline` (a duration from the trip's start) with a
+    /// strategy that accepts partial work — the most local steps that still
+    /// let the upload finish by the deadline.
+    pub fn plan_client(
+        &self,
+        key: u64,
+        client: usize,
+        local: &LocalConfig,
+        deadline: Option<SimTime>,
+    ) -> Plan {
+        let s = &self.scenario;
+        let prof = s.system.devices.profile(s.seed, client);
+        let n = self.clients[client].len();
+        let work = planned_work(local, n);
+        let per_sample = self.per_sample_s(key, client);
+        let bytes = self.transfer_bytes();
+        let download = SimTime::from_secs(prof.download_s(bytes));
+        let upload = SimTime::from_secs(prof.upload_s(bytes));
+        let mut compute = SimTime::from_secs(work.samples as f64 * per_sample);
+        let mut max_steps = None;
+        if let Some(deadline) = deadline
+            && self.strategy.accepts_partial_work()
+            && download + compute + upload > deadline
+        {
+            // The most steps that still let the upload finish by the deadline.
+            let budget = (deadline - download - upload).as_secs();
+            let fits = |k: usize| work_for_steps(local, n, k).samples as f64 * per_sample <= budget;
+            let (mut lo, mut hi) = (0usize, work.steps);
+            while lo < hi {
+                let mid = (lo + hi).div_ceil(2);
+                if fits(mid) {
+                    lo = mid;
+                } else {
+                    hi = mid - 1;
+                }
+            }
+            if lo >= 1 && download + upload <= deadline {
+                compute =
+                    SimTime::from_secs(work_for_steps(local, n, lo).samples as f64 * per_sample);
+                max_steps = Some(lo);
+            }
+        }
+        let mut rng = stream(s.seed, Purpose::Dropout, key, client as u64);
+        let fail_at = (rng.random::<f64>() < s.system.dropout).then(|| rng.random::<f64>());
+        Plan {
+            trip: ClientTrip {
+                client,
+                download,
+                compute,
+                upload,
+                fail_at,
+            },
+            max_steps,
+        }
+    }
+
+    /// Trains `jobs` in parallel and returns their updates in job order.
+    /// Malicious clients train with flipped labels or have their update
+    /// replaced by the attack's (keyed by the job's key). Adds the work to
+    /// `timing`.
+    pub fn train_jobs(
+        &self,
+        jobs: &[TrainJob<'_>],
+        local: &LocalConfig,
+        attackers: &Attackers,
+        timing: &mut Timing,
+    ) -> Vec<Trained> {
+        let s = &self.scenario;
+        let model = self.model.as_ref();
+        let clients = &self.clients;
+        let train = &self.data.train;
+        let t_train = Instant::now();
+        let results: Vec<_> = jobs
+            .par_iter()
+            .map_init(Scratch::new, |scratch, job| {
+                let c = job.client;
+                let mut rng = stream(s.seed, Purpose::Train, job.key, c as u64);
+                let malicious = attackers.is_malicious(c);
+                let extras = LocalExtras {
+                    correction: job.correction.as_deref(),
+                    label_map: attackers.flipped.as_deref().filter(|_| malicious),
+                };
+                train_local_with(
+                    model,
+                    train,
+                    &clients[c],
+                    job.base,
+                    local,
+                    job.max_steps,
+                    &mut rng,
+                    scratch,
+                    &extras,
+                )
+            })
+            .collect();
+        timing.train_s += t_train.elapsed().as_secs_f64();
+        jobs.iter()
+            .zip(results)
+            .map(|(job, mut r)| {
+                let c = job.client;
+                timing.client_rounds += 1;
+                timing.train_flops += r.samples as f64 * model.train_flops_per_sample();
+                let byz = attackers.byzantine.as_ref().filter(|b| b.is_malicious(c));
+                if let Some(b) = byz {
+                    b.corrupt(job.base, &mut r.params, s.seed, job.key as usize, c);
+                }
+                Trained {
+                    update: ClientUpdate {
+                        client: c,
+                        num_samples: clients[c].len(),
+                        steps: r.steps,
+                        train_loss: r.train_loss,
+                        partial: job.max_steps.is_some(),
+                        params: r.params,
+                    },
+                    malicious: byz.is_some(),
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upd(steps: usize, n: usize, loss: f64) -> ClientUpdate {
+        ClientUpdate {
+            client: 0,
+            params: vec![],
+            num_samples: n,
+            steps,
+            train_loss: loss,
+            partial: false,
+        }
+    }
+
+    #[test]
+    fn mean_train_loss_weights_by_samples_and_skips_idle_clients() {
+        let ups = [upd(3, 10, 1.0), upd(0, 100, 9.0), upd(2, 30, 2.0)];
+        assert_eq!(mean_train_loss(&ups), Some((10.0 + 60.0) / 40.0));
+        assert_eq!(mean_train_loss(&[upd(0, 5, 1.0)]), None);
+    }
+}
