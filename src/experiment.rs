@@ -27,10 +27,12 @@ use crate::model::{Mlp, Model, Scratch, SoftmaxRegression};
 use crate::partition::{self, ClientIndices, PartitionError};
 use crate::rng::{Purpose, stream};
 use crate::scenario::{DataSpec, ModelSpec, Scenario, StrategySpec};
+use crate::selection::SelectionPolicy;
 use crate::strategy::{
     ClientUpdate, FedAvg, FedAvgM, FedNova, FedOpt, FedProx, Krum, Median, RoundInfo, Scaffold,
     Strategy, TrimmedMean,
 };
+use crate::system::availability::IDLE_RETRY_S;
 use crate::trace::RoundTrace;
 use crate::training::{Attackers, Plan, TrainJob, mean_train_loss};
 
@@ -100,11 +102,24 @@ pub struct RoundRow {
     pub cum_bytes_up: u64,
     /// Virtual duration of the round, seconds.
     pub round_duration_s: f64,
-    /// Why the round closed: `quorum`, `deadline` or `all-done`.
+    /// Why the round closed: `quorum`, `deadline` or `all-done`; `idle`
+    /// when no client was online (the server waited 60 s); `buffer` for an
+    /// asynchronous server update.
     pub close_reason: &'static str,
     /// Of the aggregated updates, those sent by malicious clients
     /// (`[byzantine]`; 0 without attackers).
     pub byzantine: usize,
+    /// Clients online at the round's start (asynchronous runs: at the
+    /// previous server update); the whole population without
+    /// `[system.availability]`.
+    pub available: usize,
+    /// Asynchronous runs: mean staleness of the updates applied (server
+    /// updates between a client's download and the update applying its
+    /// work); empty for synchronous runs.
+    pub staleness_mean: Option<f64>,
+    /// Asynchronous runs: the largest staleness applied; empty for
+    /// synchronous runs.
+    pub staleness_max: Option<u64>,
 }
 
 /// Host-side cost of a run; kept apart from the deterministic outputs.
@@ -391,13 +406,27 @@ impl Experiment {
         self.model_bytes() * self.strategy.vectors_per_transfer()
     }
 
-    /// The clients selected in `round` (sorted by id).
-    pub fn select(&self, round: usize) -> Vec<usize> {
+    /// The clients selected in `round`, which starts at `now` (sorted by
+    /// id): `ceil(K × over_selection)` chosen by the selection policy among
+    /// the clients online at `now` (fewer if fewer are online).
+    pub fn select(&self, round: usize, now: SimTime) -> Vec<usize> {
         let s = &self.scenario;
         let m = ((s.clients_per_round as f64 * s.system.over_selection).ceil() as usize)
             .clamp(s.clients_per_round, s.clients);
         let mut rng = stream(s.seed, Purpose::Select, round as u64, 0);
-        let mut sel = rand::seq::index::sample(&mut rng, s.clients, m).into_vec();
+        let avail = &s.system.availability;
+        let mut sel = if avail.is_always() && s.system.selection == SelectionPolicy::Uniform {
+            rand::seq::index::sample(&mut rng, s.clients, m).into_vec()
+        } else {
+            let local = self.strategy.configure_client(&s.local);
+            s.system.selection.choose(
+                &mut rng,
+                s.clients,
+                m,
+                |c| avail.is_online(s.seed, c, now),
+                |c| self.predicted_trip(c, &local),
+            )
+        };
         sel.sort_unstable();
         sel
     }
@@ -421,13 +450,13 @@ impl Experiment {
         let mut diverged = false;
         let attackers = Attackers::new(self);
         for round in 1..=s.rounds {
-            let selected = self.select(round);
+            let selected = self.select(round, now);
             let plans: Vec<Plan> = selected
                 .iter()
-                .map(|&c| self.plan_client(round as u64, c, &local, s.system.deadline))
+                .map(|&c| self.plan_client(round as u64, c, &local, s.system.deadline, now))
                 .collect();
             let trips: Vec<ClientTrip> = plans.iter().map(|p| p.trip).collect();
-            let tl = plan_round(
+            let mut tl = plan_round(
                 now,
                 &trips,
                 s.clients_per_round,
@@ -435,6 +464,11 @@ impl Experiment {
                 bytes,
                 bytes,
             );
+            // No client online: the server waits and tries again.
+            let idle = selected.is_empty();
+            if idle {
+                tl.close = now + SimTime::from_secs(IDLE_RETRY_S);
+            }
             obs.round_planned(&RoundTrace {
                 round,
                 trips: &trips,
@@ -502,11 +536,18 @@ impl Experiment {
                     cum_bytes_up: cum_up,
                     round_duration_s: duration.as_secs(),
                     close_reason: match tl.reason {
+                        _ if idle => "idle",
                         CloseReason::Quorum => "quorum",
                         CloseReason::Deadline => "deadline",
                         CloseReason::AllDone => "all-done",
                     },
                     byzantine: malicious_updates,
+                    available: s
+                        .system
+                        .availability
+                        .count_online(s.seed, s.clients, tl.start),
+                    staleness_mean: None,
+                    staleness_max: None,
                 };
                 obs.row(&row)?;
                 rows.push(row);

@@ -13,7 +13,8 @@
 //! * [`client`] — local training;
 //! * [`strategy`] — server-side aggregation;
 //! * [`byzantine`] — malicious clients and their attacks;
-//! * [`system`] — device profiles and their distributions;
+//! * [`system`] — device profiles, presets, traces and availability;
+//! * [`selection`] — client selection policies;
 //! * [`engine`] — virtual time, the event queue, a round's timeline;
 //! * [`experiment`] — a scenario run round by round;
 //! * [`report`] — result files;
@@ -36,6 +37,7 @@ pub mod plot;
 pub mod report;
 pub mod rng;
 pub mod scenario;
+pub mod selection;
 pub mod strategy;
 pub mod system;
 pub mod trace;

@@ -254,6 +254,9 @@ mod tests {
             round_duration_s: 10.0,
             close_reason: "quorum",
             byzantine: 0,
+            available: 100,
+            staleness_mean: None,
+            staleness_max: None,
         }
     }
 
@@ -269,11 +272,12 @@ mod tests {
         assert_eq!(
             header,
             "round,virtual_time_s,test_accuracy,test_loss,train_loss,selected,completed,partial,\
-             dropped,late,bytes_down,bytes_up,cum_bytes_down,cum_bytes_up,round_duration_s,close_reason,byzantine"
+             dropped,late,bytes_down,bytes_up,cum_bytes_down,cum_bytes_up,round_duration_s,close_reason,byzantine,\
+             available,staleness_mean,staleness_max"
         );
         assert_eq!(
             text.lines().nth(1).unwrap(),
-            "1,10.0,0.5,1.0,,3,2,0,1,0,100,50,100,50,10.0,quorum,0"
+            "1,10.0,0.5,1.0,,3,2,0,1,0,100,50,100,50,10.0,quorum,0,100,,"
         );
     }
 

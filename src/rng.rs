@@ -39,6 +39,11 @@ pub enum Purpose {
     ByzantineSet = 11,
     /// Randomness of a malicious client's attack in a round.
     Attack = 12,
+    /// A client's availability: its on/off sessions per epoch, its time
+    /// zone, its online draw per hour slot.
+    Availability = 13,
+    /// Picking the client of an asynchronous dispatch.
+    Dispatch = 14,
 }
 
 /// SplitMix64 finaliser: a bijective mixer with good avalanche behaviour.

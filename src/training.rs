@@ -121,17 +121,36 @@ impl Experiment {
         prof.compute_s(self.model.train_flops_per_sample()) * jitter
     }
 
-    /// Plans `client`'s trip for round or dispatch `key`: download, compute
-    /// and upload from its device profile, compute jitter, the dropout draw
-    /// and — under `deadline` (a duration from the trip's start) with a
-    /// strategy that accepts partial work — the most local steps that still
-    /// let the upload finish by the deadline.
+    /// The round trip `client` is predicted to need, from its device
+    /// profile alone: download + its planned local work + upload, without
+    /// jitter or dropouts (the `fastest` selection policy ranks by it).
+    pub fn predicted_trip(&self, client: usize, local: &LocalConfig) -> SimTime {
+        let s = &self.scenario;
+        let prof = s.system.devices.profile(s.seed, client);
+        let work = planned_work(local, self.clients[client].len());
+        let bytes = self.transfer_bytes();
+        SimTime::from_secs(prof.download_s(bytes))
+            + SimTime::from_secs(
+                work.samples as f64 * prof.compute_s(self.model.train_flops_per_sample()),
+            )
+            + SimTime::from_secs(prof.upload_s(bytes))
+    }
+
+    /// Plans `client`'s trip for round or dispatch `key`, starting at
+    /// `start`: download, compute and upload from its device profile,
+    /// compute jitter, the dropout draw and — under `deadline` (a duration
+    /// from the trip's start) with a strategy that accepts partial work —
+    /// the most local steps that still let the upload finish by the
+    /// deadline. A client that goes offline during the trip
+    /// (`[system.availability]`) fails then, if that is before its random
+    /// dropout.
     pub fn plan_client(
         &self,
         key: u64,
         client: usize,
         local: &LocalConfig,
         deadline: Option<SimTime>,
+        start: SimTime,
     ) -> Plan {
         let s = &self.scenario;
         let prof = s.system.devices.profile(s.seed, client);
@@ -166,7 +185,18 @@ impl Experiment {
             }
         }
         let mut rng = stream(s.seed, Purpose::Dropout, key, client as u64);
-        let fail_at = (rng.random::<f64>() < s.system.dropout).then(|| rng.random::<f64>());
+        let mut fail_at = (rng.random::<f64>() < s.system.dropout).then(|| rng.random::<f64>());
+        let total = download + compute + upload;
+        if let Some(off) = s
+            .system
+            .availability
+            .offline_at(s.seed, client, start, start + total)
+        {
+            // The fraction of the trip done when it goes offline; the engine
+            // maps it back to exactly `off` (integer µs over a total in µs).
+            let frac = (off - start).0 as f64 / total.0 as f64;
+            fail_at = Some(fail_at.map_or(frac, |f| f.min(frac)));
+        }
         Plan {
             trip: ClientTrip {
                 client,

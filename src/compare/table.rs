@@ -599,6 +599,9 @@ mod tests {
             round_duration_s: 10.0,
             close_reason: "quorum",
             byzantine: 0,
+            available: 100,
+            staleness_mean: None,
+            staleness_max: None,
         };
         let rows = [row(1, 0.3), row(2, 0.72), row(3, 0.65)];
         let s = SeedResult::from_rows(9, &rows, false, 0.7);

@@ -17,10 +17,16 @@ use crate::client::LocalConfig;
 use crate::data::synthetic::{MixtureConfig, SyntheticConfig};
 use crate::engine::SimTime;
 use crate::partition::{LabelSkew, PartitionSpec, QuantitySkew};
+use crate::selection::SelectionPolicy;
 use crate::strategy::FedOptKind;
-use crate::system::DeviceModel;
+use crate::system::availability::{Diurnal, OnOff};
+use crate::system::traces::{load_availability_trace, load_device_trace};
+use crate::system::{Availability, DeviceModel, Devices, Dist};
 pub use raw::RawScenario;
-use raw::{AttackKind, DataKind, ModelKind, PartitionKind, QuantityKind, StrategyKind};
+use raw::{
+    AttackKind, AvailabilityKind, DataKind, ModelKind, PartitionKind, QuantityKind, SelectionKind,
+    StrategyKind,
+};
 
 /// Everything that can be wrong with a scenario.
 #[derive(Debug, thiserror::Error)]
@@ -159,8 +165,12 @@ pub struct SystemSpec {
     pub over_selection: f64,
     /// σ of the log-normal compute jitter.
     pub compute_jitter: f64,
-    /// Device distributions.
-    pub devices: DeviceModel,
+    /// Where device profiles come from.
+    pub devices: Devices,
+    /// Which clients are online when.
+    pub availability: Availability,
+    /// How clients are selected.
+    pub selection: SelectionPolicy,
 }
 
 /// Evaluation settings, checked.
@@ -707,25 +717,40 @@ pub fn validate(mut raw: RawScenario, origin: &str) -> Result<Scenario, Scenario
         ));
     }
     let compute_jitter = c.non_negative("system.compute_jitter", s.compute_jitter)?;
-    for (key, dist) in [
-        ("system.devices.gflops", &s.devices.gflops),
-        ("system.devices.down_mbps", &s.devices.down_mbps),
-        ("system.devices.up_mbps", &s.devices.up_mbps),
-        ("system.devices.latency_ms", &s.devices.latency_ms),
-    ] {
-        dist.validate().map_err(|m| c.invalid(key, m))?;
-    }
+    let devices = validate_devices(&mut c, &mut raw.system.devices, origin)?;
+    let availability = validate_availability(&mut c, &mut raw.system.availability, origin)?;
+    let s = &mut raw.system;
+    let selection = match s.selection {
+        SelectionKind::Uniform => {
+            c.unused(
+                "system.selection_pool",
+                &mut s.selection_pool,
+                "it applies to system.selection = \"fastest\" only",
+            );
+            SelectionPolicy::Uniform
+        }
+        SelectionKind::Fastest => {
+            let pool = *s.selection_pool.get_or_insert(2.0);
+            if !(pool.is_finite() && pool >= 1.0) {
+                return Err(c.invalid(
+                    "system.selection_pool",
+                    format!(
+                        "must be a number ≥ 1 (got {pool}): the fastest m of a uniform pool \
+                         of ceil(selection_pool × m) online clients are selected"
+                    ),
+                ));
+            }
+            SelectionPolicy::Fastest { pool }
+        }
+    };
     let system = SystemSpec {
         dropout,
         deadline,
         over_selection,
         compute_jitter,
-        devices: DeviceModel {
-            gflops: s.devices.gflops.clone(),
-            down_mbps: s.devices.down_mbps.clone(),
-            up_mbps: s.devices.up_mbps.clone(),
-            latency_ms: s.devices.latency_ms.clone(),
-        },
+        devices,
+        availability,
+        selection,
     };
 
     // ---- eval ----
@@ -762,6 +787,179 @@ pub fn validate(mut raw: RawScenario, origin: &str) -> Result<Scenario, Scenario
         byzantine,
         notes: c.notes,
         resolved: raw,
+    })
+}
+
+/// A relative path as given if it exists from the working folder, else
+/// relative to the scenario file's folder when it exists there.
+fn resolve_path(origin: &str, p: &Path) -> PathBuf {
+    if p.is_relative()
+        && !p.exists()
+        && let Some(dir) = Path::new(origin).parent()
+    {
+        let q = dir.join(p);
+        if q.exists() {
+            return q;
+        }
+    }
+    p.to_path_buf()
+}
+
+/// Checks `[system.devices]`: a trace, or a preset and/or distributions.
+fn validate_devices(
+    c: &mut Checker,
+    d: &mut raw::RawDevices,
+    origin: &str,
+) -> Result<Devices, ScenarioError> {
+    if let Some(p) = &d.trace {
+        let path = resolve_path(origin, p);
+        let trace = load_device_trace(&path)
+            .map_err(|e| c.invalid("system.devices.trace", e.to_string()))?;
+        d.trace = Some(path);
+        let why = "system.devices.trace gives every device profile";
+        c.unused("system.devices.preset", &mut d.preset, why);
+        c.unused("system.devices.gflops", &mut d.gflops, why);
+        c.unused("system.devices.down_mbps", &mut d.down_mbps, why);
+        c.unused("system.devices.up_mbps", &mut d.up_mbps, why);
+        c.unused("system.devices.latency_ms", &mut d.latency_ms, why);
+        return Ok(Devices::Trace(std::sync::Arc::new(trace)));
+    }
+    let base = match d.preset {
+        Some(p) => p.model(),
+        None => DeviceModel {
+            gflops: Dist::Fixed(10.0),
+            down_mbps: Dist::Fixed(20.0),
+            up_mbps: Dist::Fixed(5.0),
+            latency_ms: Dist::Fixed(50.0),
+        },
+    };
+    let pick = |key: &str, v: &mut Option<Dist>, dflt: Dist| {
+        let dist = v.get_or_insert(dflt).clone();
+        dist.validate().map_err(|m| c.invalid(key, m))?;
+        Ok::<Dist, ScenarioError>(dist)
+    };
+    Ok(Devices::Model(DeviceModel {
+        gflops: pick("system.devices.gflops", &mut d.gflops, base.gflops)?,
+        down_mbps: pick("system.devices.down_mbps", &mut d.down_mbps, base.down_mbps)?,
+        up_mbps: pick("system.devices.up_mbps", &mut d.up_mbps, base.up_mbps)?,
+        latency_ms: pick(
+            "system.devices.latency_ms",
+            &mut d.latency_ms,
+            base.latency_ms,
+        )?,
+    }))
+}
+
+/// Checks `[system.availability]`.
+fn validate_availability(
+    c: &mut Checker,
+    a: &mut raw::RawAvailability,
+    origin: &str,
+) -> Result<Availability, ScenarioError> {
+    let kind = a.kind;
+    let only = |k: &str| format!("it applies to system.availability.kind = \"{k}\" only");
+    if kind != AvailabilityKind::Onoff {
+        let why = only("onoff");
+        c.unused("system.availability.on_s", &mut a.on_s, &why);
+        c.unused("system.availability.off_s", &mut a.off_s, &why);
+    }
+    if kind != AvailabilityKind::Diurnal {
+        let why = only("diurnal");
+        c.unused("system.availability.base", &mut a.base, &why);
+        c.unused("system.availability.amplitude", &mut a.amplitude, &why);
+        c.unused("system.availability.peak_hour", &mut a.peak_hour, &why);
+        c.unused(
+            "system.availability.utc_offset_h",
+            &mut a.utc_offset_h,
+            &why,
+        );
+        c.unused("system.availability.tz_spread_h", &mut a.tz_spread_h, &why);
+        c.unused("system.availability.slot_s", &mut a.slot_s, &why);
+    }
+    if kind != AvailabilityKind::Trace {
+        let why = only("trace");
+        c.unused("system.availability.path", &mut a.path, &why);
+        c.unused("system.availability.period_s", &mut a.period_s, &why);
+    }
+    Ok(match kind {
+        AvailabilityKind::Always => Availability::Always,
+        AvailabilityKind::Onoff => {
+            let lognormal = |median: f64| Dist::LogNormal { median, sigma: 1.0 };
+            let on = a.on_s.get_or_insert(lognormal(1800.0)).clone();
+            let off = a.off_s.get_or_insert(lognormal(3600.0)).clone();
+            on.validate()
+                .map_err(|m| c.invalid("system.availability.on_s", m))?;
+            off.validate()
+                .map_err(|m| c.invalid("system.availability.off_s", m))?;
+            Availability::OnOff(OnOff::new(on, off))
+        }
+        AvailabilityKind::Diurnal => {
+            let base = *a.base.get_or_insert(0.3);
+            let amplitude = *a.amplitude.get_or_insert(0.2);
+            let peak_hour = *a.peak_hour.get_or_insert(3.0);
+            let utc_offset_h = *a.utc_offset_h.get_or_insert(0.0);
+            let tz_spread_h = *a.tz_spread_h.get_or_insert(6.0);
+            let slot_s = *a.slot_s.get_or_insert(3600.0);
+            c.probability("system.availability.base", base, false)?;
+            c.non_negative("system.availability.amplitude", amplitude)?;
+            if base + amplitude <= 0.0 {
+                return Err(c.invalid(
+                    "system.availability.base",
+                    "and system.availability.amplitude are both 0: no client would ever be \
+                     online; raise either",
+                ));
+            }
+            if !(peak_hour.is_finite() && (0.0..24.0).contains(&peak_hour)) {
+                return Err(c.invalid(
+                    "system.availability.peak_hour",
+                    format!("must be a local hour in [0, 24) (got {peak_hour})"),
+                ));
+            }
+            if !(utc_offset_h.is_finite() && (-24.0..=24.0).contains(&utc_offset_h)) {
+                return Err(c.invalid(
+                    "system.availability.utc_offset_h",
+                    format!("must be in [-24, 24] hours (got {utc_offset_h})"),
+                ));
+            }
+            if !(tz_spread_h.is_finite() && (0.0..=24.0).contains(&tz_spread_h)) {
+                return Err(c.invalid(
+                    "system.availability.tz_spread_h",
+                    format!("must be in [0, 24] hours (got {tz_spread_h})"),
+                ));
+            }
+            if !(slot_s.is_finite() && slot_s >= 1.0) {
+                return Err(c.invalid(
+                    "system.availability.slot_s",
+                    format!("must be at least 1 second (got {slot_s})"),
+                ));
+            }
+            Availability::Diurnal(Diurnal {
+                base,
+                amplitude,
+                peak_hour,
+                utc_offset_h,
+                tz_spread_h,
+                slot: SimTime::from_secs(slot_s),
+            })
+        }
+        AvailabilityKind::Trace => {
+            let Some(p) = &a.path else {
+                return Err(c.invalid(
+                    "system.availability.path",
+                    "is required for system.availability.kind = \"trace\": a CSV file with \
+                     the header client_id,start_s,end_s (see scenarios/traces/)",
+                ));
+            };
+            if let Some(p) = a.period_s {
+                c.positive("system.availability.period_s", p)?;
+            }
+            let path = resolve_path(origin, p);
+            let trace = load_availability_trace(&path, a.period_s)
+                .map_err(|e| c.invalid("system.availability.path", e.to_string()))?;
+            a.path = Some(path);
+            a.period_s = Some(trace.period().as_secs());
+            Availability::Trace(std::sync::Arc::new(trace))
+        }
     })
 }
 
@@ -1248,5 +1446,152 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("byzantine.noise_std"), "{e}");
+    }
+
+    fn with(extra: &[&str]) -> Result<Scenario, String> {
+        let o: Vec<String> = extra.iter().map(|e| e.to_string()).collect();
+        from_str("[data]\ndevices = 50", "s.toml", &o).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn device_presets_fill_in_and_keys_override_them() {
+        let s = with(&["system.devices.preset=phones", "system.devices.up_mbps=1.5"]).unwrap();
+        let Devices::Model(m) = &s.system.devices else {
+            panic!("a model")
+        };
+        assert_eq!(
+            m.down_mbps,
+            crate::system::DevicePreset::Phones.model().down_mbps
+        );
+        assert_eq!(m.up_mbps, Dist::Fixed(1.5));
+        let text = s.resolved_toml();
+        assert!(
+            text.contains("preset = \"phones\"") && text.contains("up_mbps = 1.5"),
+            "{text}"
+        );
+        let e = with(&["system.devices.preset=tablets"]).unwrap_err();
+        assert!(e.contains("tablets") && e.contains("datacenter"), "{e}");
+        // Without a preset, the historical defaults.
+        let Devices::Model(m) = with(&[]).unwrap().system.devices else {
+            panic!("a model")
+        };
+        assert_eq!(m.gflops, Dist::Fixed(10.0));
+    }
+
+    #[test]
+    fn device_and_availability_traces_are_loaded_with_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let dev = dir.path().join("dev.csv");
+        std::fs::write(
+            &dev,
+            "client_id,gflops,down_mbps,up_mbps,latency_ms\n0,1,2,3,4\n1,x,2,3,4\n",
+        )
+        .unwrap();
+        let e = with(&[&format!("system.devices.trace=\"{}\"", dev.display())]).unwrap_err();
+        assert!(
+            e.contains("system.devices.trace") && e.contains("line 3, column 2 (gflops)"),
+            "{e}"
+        );
+        std::fs::write(
+            &dev,
+            "client_id,gflops,down_mbps,up_mbps,latency_ms\n0,1,2,3,4\n",
+        )
+        .unwrap();
+        let s = with(&[
+            &format!("system.devices.trace=\"{}\"", dev.display()),
+            "system.devices.preset=iot",
+        ])
+        .unwrap();
+        assert_eq!(s.system.devices.profile(1, 7).gflops, 1.0);
+        assert!(
+            s.notes.iter().any(|n| n.contains("system.devices.preset")),
+            "{:?}",
+            s.notes
+        );
+        let av = dir.path().join("av.csv");
+        std::fs::write(&av, "client_id,start_s,end_s\n0,0,3600\n").unwrap();
+        let s = with(&[
+            "system.availability.kind=trace",
+            &format!("system.availability.path=\"{}\"", av.display()),
+        ])
+        .unwrap();
+        assert!(matches!(s.system.availability, Availability::Trace(_)));
+        assert!(
+            s.resolved_toml().contains("period_s = 86400.0"),
+            "{}",
+            s.resolved_toml()
+        );
+        let e = with(&["system.availability.kind=trace"]).unwrap_err();
+        assert!(
+            e.contains("system.availability.path") && e.contains("required"),
+            "{e}"
+        );
+        let e = with(&[
+            "system.availability.kind=trace",
+            "system.availability.path=/no/such.csv",
+        ])
+        .unwrap_err();
+        assert!(
+            e.contains("/no/such.csv") && e.contains("cannot read"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn availability_and_selection_keys_have_defaults_and_checks() {
+        let s = with(&["system.availability.kind=diurnal"]).unwrap();
+        let Availability::Diurnal(d) = &s.system.availability else {
+            panic!("diurnal")
+        };
+        assert_eq!(
+            (d.base, d.amplitude, d.peak_hour, d.tz_spread_h),
+            (0.3, 0.2, 3.0, 6.0)
+        );
+        let s = with(&[
+            "system.availability.kind=onoff",
+            "system.availability.base=0.5",
+        ])
+        .unwrap();
+        assert!(matches!(s.system.availability, Availability::OnOff(_)));
+        assert!(
+            s.notes
+                .iter()
+                .any(|n| n.contains("system.availability.base"))
+        );
+        for (k, v) in [
+            ("base", "1.5"),
+            ("peak_hour", "24"),
+            ("tz_spread_h", "30"),
+            ("slot_s", "0.5"),
+        ] {
+            let e = with(&[
+                "system.availability.kind=diurnal",
+                &format!("system.availability.{k}={v}"),
+            ])
+            .unwrap_err();
+            assert!(e.contains(&format!("system.availability.{k}")), "{e}");
+        }
+        let e = with(&[
+            "system.availability.kind=diurnal",
+            "system.availability.base=0",
+            "system.availability.amplitude=0",
+        ])
+        .unwrap_err();
+        assert!(e.contains("would ever be online"), "{e}");
+        let e = with(&[
+            "system.availability.kind=onoff",
+            "system.availability.on_s=-3",
+        ])
+        .unwrap_err();
+        assert!(e.contains("system.availability.on_s"), "{e}");
+        let s = with(&["system.selection=fastest"]).unwrap();
+        assert_eq!(s.system.selection, SelectionPolicy::Fastest { pool: 2.0 });
+        let e = with(&["system.selection=fastest", "system.selection_pool=0.5"]).unwrap_err();
+        assert!(
+            e.contains("system.selection_pool") && e.contains("≥ 1"),
+            "{e}"
+        );
+        let e = with(&["system.selection=oort"]).unwrap_err();
+        assert!(e.contains("uniform") && e.contains("fastest"), "{e}");
     }
 }

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-use crate::system::Dist;
+use crate::system::{DevicePreset, Dist};
 
 /// A whole scenario file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -558,8 +558,14 @@ pub struct RawSystem {
     pub over_selection: f64,
     /// σ of the log-normal per-round compute jitter, median 1 (default 0).
     pub compute_jitter: f64,
+    /// Client selection policy, default `"uniform"`.
+    pub selection: SelectionKind,
+    /// `fastest`: the pool is ceil(selection_pool × m) clients (default 2).
+    pub selection_pool: Option<f64>,
     /// `[system.devices]`: distributions device profiles are drawn from.
     pub devices: RawDevices,
+    /// `[system.availability]`: which clients are online when.
+    pub availability: RawAvailability,
 }
 
 impl Default for RawSystem {
@@ -569,32 +575,102 @@ impl Default for RawSystem {
             deadline_s: None,
             over_selection: 1.0,
             compute_jitter: 0.0,
+            selection: SelectionKind::Uniform,
+            selection_pool: None,
             devices: RawDevices::default(),
+            availability: RawAvailability::default(),
         }
     }
 }
 
-/// `[system.devices]`: each key is a number (fixed) or a distribution table.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RawDevices {
-    /// Compute rate in GFLOP/s (default: fixed 10).
-    pub gflops: Dist,
-    /// Download bandwidth in Mbit/s (default: fixed 20).
-    pub down_mbps: Dist,
-    /// Upload bandwidth in Mbit/s (default: fixed 5).
-    pub up_mbps: Dist,
-    /// One-way latency in milliseconds, paid once per transfer (default: fixed 50).
-    pub latency_ms: Dist,
+/// Selection policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SelectionKind {
+    /// Uniformly among online clients.
+    Uniform,
+    /// The fastest predicted of a uniform pool.
+    Fastest,
 }
 
-impl Default for RawDevices {
+/// `[system.devices]`: a preset, a trace file, or four distributions (each
+/// a number or a distribution table); keys set here override the preset's.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawDevices {
+    /// Built-in population: `"phones"`, `"iot"` or `"datacenter"` (default none).
+    pub preset: Option<DevicePreset>,
+    /// CSV of measured devices `client_id,gflops,down_mbps,up_mbps,latency_ms`
+    /// (default none); replaces the preset and distributions.
+    pub trace: Option<PathBuf>,
+    /// Compute rate in GFLOP/s (default: the preset's, else fixed 10).
+    pub gflops: Option<Dist>,
+    /// Download bandwidth in Mbit/s (default: the preset's, else fixed 20).
+    pub down_mbps: Option<Dist>,
+    /// Upload bandwidth in Mbit/s (default: the preset's, else fixed 5).
+    pub up_mbps: Option<Dist>,
+    /// One-way latency in milliseconds, paid once per transfer (default:
+    /// the preset's, else fixed 50).
+    pub latency_ms: Option<Dist>,
+}
+
+/// Kinds of availability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AvailabilityKind {
+    /// Every client always online.
+    Always,
+    /// On/off sessions.
+    Onoff,
+    /// Time-of-day pattern over time zones.
+    Diurnal,
+    /// Intervals from a CSV file.
+    Trace,
+}
+
+/// `[system.availability]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawAvailability {
+    /// Kind, default `"always"`.
+    pub kind: AvailabilityKind,
+    /// onoff: online session lengths, seconds (default log-normal, median 1800, σ 1).
+    pub on_s: Option<Dist>,
+    /// onoff: offline gap lengths, seconds (default log-normal, median 3600, σ 1).
+    pub off_s: Option<Dist>,
+    /// diurnal: mean probability of being online (default 0.3).
+    pub base: Option<f64>,
+    /// diurnal: amplitude of the daily swing (default 0.2).
+    pub amplitude: Option<f64>,
+    /// diurnal: local hour of peak availability (default 3).
+    pub peak_hour: Option<f64>,
+    /// diurnal: centre of the clients' UTC offsets, hours (default 0).
+    pub utc_offset_h: Option<f64>,
+    /// diurnal: width of the band of UTC offsets, hours (default 6).
+    pub tz_spread_h: Option<f64>,
+    /// diurnal: seconds between a client's online draws (default 3600).
+    pub slot_s: Option<f64>,
+    /// trace: CSV `client_id,start_s,end_s` of online intervals.
+    pub path: Option<PathBuf>,
+    /// trace: the period the trace repeats with, seconds (default: its last
+    /// end rounded up to whole days).
+    pub period_s: Option<f64>,
+}
+
+impl Default for RawAvailability {
     fn default() -> Self {
         Self {
-            gflops: Dist::Fixed(10.0),
-            down_mbps: Dist::Fixed(20.0),
-            up_mbps: Dist::Fixed(5.0),
-            latency_ms: Dist::Fixed(50.0),
+            kind: AvailabilityKind::Always,
+            on_s: None,
+            off_s: None,
+            base: None,
+            amplitude: None,
+            peak_hour: None,
+            utc_offset_h: None,
+            tz_spread_h: None,
+            slot_s: None,
+            path: None,
+            period_s: None,
         }
     }
 }

@@ -6,6 +6,12 @@
 //! whatever the population size or the order clients are visited in. Nothing
 //! per client is stored: profiles are recomputed on demand, which keeps a
 //! population of a million clients free.
+//!
+//! * [`presets`] — built-in device populations (`phones`, `iot`,
+//!   `datacenter`);
+//! * [`traces`] — measured devices and availability from CSV files;
+//! * [`availability`] — which clients are online when (on/off sessions, a
+//!   diurnal pattern over time zones, or a trace).
 
 use rand::RngExt;
 use rand_distr::{Distribution, StandardNormal};
@@ -14,6 +20,14 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 
 use crate::rng::{Purpose, Rng, stream};
+
+pub mod availability;
+pub mod presets;
+pub mod traces;
+
+pub use availability::Availability;
+pub use presets::DevicePreset;
+pub use traces::{AvailabilityTrace, DeviceTrace, TraceError};
 
 /// A distribution of a positive device quantity.
 ///
@@ -114,6 +128,16 @@ impl<'de> Deserialize<'de> for Dist {
 }
 
 impl Dist {
+    /// The distribution's mean (log-normal: `median·exp(σ²/2)`).
+    pub fn mean(&self) -> f64 {
+        match self {
+            Dist::Fixed(v) => *v,
+            Dist::LogNormal { median, sigma } => median * (sigma * sigma / 2.0).exp(),
+            Dist::Uniform { min, max } => (min + max) / 2.0,
+            Dist::Tiers { values, shares } => values.iter().zip(shares).map(|(v, s)| v * s).sum(),
+        }
+    }
+
     /// Checks that every value the distribution can produce is positive and
     /// finite; the error says what is wrong (the caller adds the key).
     pub fn validate(&self) -> Result<(), String> {
@@ -164,6 +188,37 @@ impl Dist {
                     return Err(format!("shares must sum to 1 (they sum to {total})"));
                 }
                 Ok(())
+            }
+        }
+    }
+
+    /// One draw from the length-biased distribution `x f(x) / E[X]`: the
+    /// length of the period in progress at a random instant of a renewal
+    /// process with these period lengths (log-normal: median `m e^{σ²}`,
+    /// same σ; uniform on `[a, b]`: `√(a² + U (b² − a²))`; tiers: shares
+    /// proportional to `value × share`).
+    pub fn sample_length_biased(&self, rng: &mut Rng) -> f64 {
+        match self {
+            Dist::Fixed(v) => *v,
+            Dist::LogNormal { median, sigma } => {
+                let z: f64 = StandardNormal.sample(rng);
+                median * (sigma * sigma).exp() * (sigma * z).exp()
+            }
+            Dist::Uniform { min, max } => {
+                let u: f64 = rng.random();
+                (min * min + u * (max * max - min * min)).sqrt()
+            }
+            Dist::Tiers { values, shares } => {
+                let total: f64 = values.iter().zip(shares).map(|(v, s)| v * s).sum();
+                let u: f64 = rng.random::<f64>() * total;
+                let mut acc = 0.0;
+                for (v, s) in values.iter().zip(shares) {
+                    acc += v * s;
+                    if u < acc {
+                        return *v;
+                    }
+                }
+                values[values.len() - 1]
             }
         }
     }
@@ -246,6 +301,25 @@ impl DeviceModel {
             down_mbps,
             up_mbps,
             latency_s,
+        }
+    }
+}
+
+/// Where client device profiles come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Devices {
+    /// Drawn from distributions (possibly a [`DevicePreset`]'s).
+    Model(DeviceModel),
+    /// Read from a trace file, mapped by client id modulo its size.
+    Trace(std::sync::Arc<DeviceTrace>),
+}
+
+impl Devices {
+    /// The profile of `client` (always the same for a given seed).
+    pub fn profile(&self, seed: u64, client: usize) -> DeviceProfile {
+        match self {
+            Devices::Model(m) => m.profile(seed, client),
+            Devices::Trace(t) => t.profile(client),
         }
     }
 }
