@@ -1,15 +1,18 @@
 //! The discrete-event engine: integer virtual time, an event queue ordered by
-//! `(time, sequence)`, and the timeline of a synchronous round.
+//! `(time, sequence)`, the timeline of a synchronous round, and the timeline
+//! of asynchronous training (FedAsync, FedBuff).
 //!
 //! Virtual time is the simulated fleet's time, never the host's: it is an
 //! integer number of microseconds ([`SimTime`]), so clock arithmetic is exact
 //! and runs are reproducible bit for bit.
 
+pub mod asynchronous;
 pub mod queue;
 pub mod round;
 
+pub use asynchronous::{AsyncConfig, AsyncScheduler, Dispatch, Dispatcher, ServerStep};
 pub use queue::EventQueue;
-pub use round::{ClientTrip, CloseReason, Fate, RoundTimeline, plan_round};
+pub use round::{ClientTrip, CloseReason, Fate, RoundTimeline, failed_transfer, plan_round};
 
 use std::fmt;
 use std::ops::{Add, Sub};

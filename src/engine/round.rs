@@ -107,6 +107,27 @@ fn share(bytes: u64, done: SimTime, span: SimTime) -> u64 {
     }
 }
 
+/// Bytes a client that fails `elapsed` into its trip moved each way: the
+/// share of the download done, and of the upload if it had started.
+pub fn failed_transfer(
+    trip: &ClientTrip,
+    elapsed: SimTime,
+    bytes_down: u64,
+    bytes_up: u64,
+) -> (u64, u64) {
+    let down = share(bytes_down, elapsed, trip.download);
+    let up = if elapsed > trip.download + trip.compute {
+        share(
+            bytes_up,
+            elapsed - (trip.download + trip.compute),
+            trip.upload,
+        )
+    } else {
+        0
+    };
+    (down, up)
+}
+
 /// Plays one round on the event queue.
 ///
 /// `deadline` is a duration from `start`; `quorum` is K, the number of
@@ -182,12 +203,9 @@ pub fn plan_round(
                     up += bytes_up;
                 }
                 Fate::Dropped { at } => {
-                    let elapsed = at - start;
-                    down += share(bytes_down, elapsed, t.download);
-                    let into_upload = elapsed - (t.download + t.compute);
-                    if elapsed > t.download + t.compute {
-                        up += share(bytes_up, into_upload, t.upload);
-                    }
+                    let (d, u) = failed_transfer(t, at - start, bytes_down, bytes_up);
+                    down += d;
+                    up += u;
                 }
             }
             f

@@ -37,20 +37,28 @@ impl FedAvgM {
     }
 }
 
+impl FedAvgM {
+    /// One server step on the pseudo-gradient `delta` (the mean update):
+    /// `v ← β v + Δ`, `x ← x + η v`. FedBuff uses it on its buffered mean.
+    pub fn step(&mut self, global: &mut [f32], delta: &[f64]) {
+        if self.velocity.len() != global.len() {
+            self.velocity = vec![0.0; global.len()];
+        }
+        for ((x, v), d) in global.iter_mut().zip(&mut self.velocity).zip(delta) {
+            *v = self.momentum * *v + d;
+            *x = (f64::from(*x) + self.server_lr * *v) as f32;
+        }
+    }
+}
+
 impl Strategy for FedAvgM {
     fn name(&self) -> String {
         "fedavgm".into()
     }
 
     fn aggregate(&mut self, global: &mut [f32], updates: &[ClientUpdate], _info: &RoundInfo) {
-        if self.velocity.len() != global.len() {
-            self.velocity = vec![0.0; global.len()];
-        }
         let delta = weighted_delta(global, updates);
-        for ((x, v), d) in global.iter_mut().zip(&mut self.velocity).zip(delta) {
-            *v = self.momentum * *v + d;
-            *x = (f64::from(*x) + self.server_lr * *v) as f32;
-        }
+        self.step(global, &delta);
     }
 }
 

@@ -79,17 +79,14 @@ impl FedOpt {
     }
 }
 
-impl Strategy for FedOpt {
-    fn name(&self) -> String {
-        self.kind.name().into()
-    }
-
-    fn aggregate(&mut self, global: &mut [f32], updates: &[ClientUpdate], _info: &RoundInfo) {
+impl FedOpt {
+    /// One server step on the pseudo-gradient `delta` (the mean update);
+    /// FedBuff uses it on its buffered mean.
+    pub fn step(&mut self, global: &mut [f32], delta: &[f64]) {
         if self.m.len() != global.len() {
             self.m = vec![0.0; global.len()];
             self.v = vec![self.tau * self.tau; global.len()];
         }
-        let delta = weighted_delta(global, updates);
         let (b1, b2, tau, lr) = (self.beta1, self.beta2, self.tau, self.server_lr);
         for (((x, m), v), d) in global
             .iter_mut()
@@ -116,6 +113,17 @@ impl Strategy for FedOpt {
             };
             *x = (f64::from(*x) + lr * *m / (v.sqrt() + tau)) as f32;
         }
+    }
+}
+
+impl Strategy for FedOpt {
+    fn name(&self) -> String {
+        self.kind.name().into()
+    }
+
+    fn aggregate(&mut self, global: &mut [f32], updates: &[ClientUpdate], _info: &RoundInfo) {
+        let delta = weighted_delta(global, updates);
+        self.step(global, &delta);
     }
 }
 

@@ -18,6 +18,12 @@
 //! | coordinate-wise median (Yin et al. 2018) | [`median`] |
 //! | β-trimmed mean (Yin et al. 2018) | [`trimmed_mean`] |
 //! | Krum / Multi-Krum (Blanchard et al. 2017) | [`krum`] |
+//! | FedAsync (Xie et al. 2019), asynchronous | [`fedasync`] |
+//! | FedBuff (Nguyen et al. 2022), asynchronous | [`fedbuff`] |
+//!
+//! Asynchronous rules also implement [`AsyncStrategy`] and return it from
+//! [`Strategy::as_async`]; that switches the experiment to the asynchronous
+//! engine (see [`asynchronous`]).
 //!
 //! Sums over updates are accumulated in f64 in the order the updates are
 //! given (client-id order). Coordinate-wise rules may run coordinates in
@@ -28,8 +34,11 @@ use rayon::prelude::*;
 
 use crate::client::LocalConfig;
 
+pub mod asynchronous;
+pub mod fedasync;
 pub mod fedavg;
 pub mod fedavgm;
+pub mod fedbuff;
 pub mod fednova;
 pub mod fedopt;
 pub mod fedprox;
@@ -41,8 +50,11 @@ pub mod trimmed_mean;
 #[cfg(test)]
 pub(crate) mod testutil;
 
+pub use asynchronous::{AsyncStrategy, AsyncUpdate, Staleness};
+pub use fedasync::FedAsync;
 pub use fedavg::FedAvg;
 pub use fedavgm::FedAvgM;
+pub use fedbuff::{FedBuff, ServerOpt};
 pub use fednova::FedNova;
 pub use fedopt::{FedOpt, FedOptKind};
 pub use fedprox::FedProx;
@@ -114,6 +126,14 @@ pub trait Strategy: Send {
 
     /// Updates `global` in place from `updates` (non-empty, sorted by client id).
     fn aggregate(&mut self, global: &mut [f32], updates: &[ClientUpdate], info: &RoundInfo);
+
+    /// The strategy's asynchronous rule, if it is one (default `None`).
+    /// Returning `Some` runs the experiment on the asynchronous engine,
+    /// which calls [`AsyncStrategy::apply`] instead of
+    /// [`Strategy::aggregate`].
+    fn as_async(&mut self) -> Option<&mut dyn AsyncStrategy> {
+        None
+    }
 }
 
 /// The sample weights `p_i = n_i / Σ n` of `updates` (uniform when no
