@@ -77,6 +77,9 @@ impl Observer for Progress<'_> {
     fn round_planned(&mut self, trace: &crate::trace::RoundTrace<'_>) -> Result<(), RunError> {
         self.dir.round_planned(trace)
     }
+    fn server_update(&mut self, step: &crate::engine::ServerStep) -> Result<(), RunError> {
+        self.dir.server_update(step)
+    }
 }
 
 /// Human-readable byte count (decimal units).

@@ -22,15 +22,15 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::data::{DataError, DataSplit, Dataset, idx, synthetic};
-use crate::engine::{ClientTrip, CloseReason, Fate, SimTime, plan_round};
+use crate::engine::{ClientTrip, CloseReason, Fate, ServerStep, SimTime, plan_round};
 use crate::model::{Mlp, Model, Scratch, SoftmaxRegression};
 use crate::partition::{self, ClientIndices, PartitionError};
 use crate::rng::{Purpose, stream};
 use crate::scenario::{DataSpec, ModelSpec, Scenario, StrategySpec};
 use crate::selection::SelectionPolicy;
 use crate::strategy::{
-    ClientUpdate, FedAvg, FedAvgM, FedNova, FedOpt, FedProx, Krum, Median, RoundInfo, Scaffold,
-    Strategy, TrimmedMean,
+    ClientUpdate, FedAsync, FedAvg, FedAvgM, FedBuff, FedNova, FedOpt, FedProx, Krum, Median,
+    RoundInfo, Scaffold, ServerOpt, Strategy, TrimmedMean,
 };
 use crate::system::availability::IDLE_RETRY_S;
 use crate::trace::RoundTrace;
@@ -51,6 +51,9 @@ pub enum RunError {
     /// Writing results failed.
     #[error("writing results: {0}")]
     Output(String),
+    /// The simulation cannot go on (e.g. no client ever comes online).
+    #[error("{0}")]
+    Stalled(String),
 }
 
 // Manual `From`s: the message already embeds the cause, so it must not be
@@ -177,6 +180,14 @@ pub trait Observer {
     fn round_planned(&mut self, _trace: &RoundTrace<'_>) -> Result<(), RunError> {
         Ok(())
     }
+    /// Asynchronous runs: called at every server update, before evaluation,
+    /// with what happened since the previous one — the updates applied
+    /// (with their staleness), dispatches started, outcomes learnt (for
+    /// `updates.csv`, `events.csv` and `clients.csv`); an error stops the
+    /// run.
+    fn server_update(&mut self, _step: &ServerStep) -> Result<(), RunError> {
+        Ok(())
+    }
 }
 
 /// An observer that ignores everything.
@@ -199,7 +210,7 @@ pub struct Experiment {
     /// The fixed test subset (`eval.test_subset`), or `None` for the whole
     /// test set.
     eval_subset: Option<Dataset>,
-    setup_s: f64,
+    pub(crate) setup_s: f64,
 }
 
 /// Loads or generates the scenario's data.
@@ -291,6 +302,38 @@ pub fn make_strategy(spec: &StrategySpec) -> Box<dyn Strategy> {
         StrategySpec::Median => Box::new(Median),
         StrategySpec::TrimmedMean { beta } => Box::new(TrimmedMean { beta: *beta }),
         StrategySpec::Krum { f, m } => Box::new(Krum { f: *f, m: *m }),
+        StrategySpec::FedAsync {
+            alpha,
+            staleness,
+            concurrency,
+        } => Box::new(FedAsync {
+            alpha: *alpha,
+            staleness: *staleness,
+            concurrency: *concurrency,
+        }),
+        StrategySpec::FedBuff {
+            buffer,
+            concurrency,
+            server,
+            server_lr,
+        } => Box::new(FedBuff {
+            buffer: *buffer,
+            concurrency: *concurrency,
+            server: match server.as_deref() {
+                Some(StrategySpec::FedAvgM {
+                    server_lr,
+                    momentum,
+                }) => ServerOpt::Momentum(FedAvgM::new(*server_lr, *momentum)),
+                Some(StrategySpec::FedOpt {
+                    kind,
+                    server_lr,
+                    beta1,
+                    beta2,
+                    tau,
+                }) => ServerOpt::Adaptive(FedOpt::new(*kind, *server_lr, *beta1, *beta2, *tau)),
+                _ => ServerOpt::Sgd { lr: *server_lr },
+            },
+        }),
     }
 }
 
@@ -431,8 +474,13 @@ impl Experiment {
         sel
     }
 
-    /// Runs every round, reporting to `obs`.
+    /// Runs every round, reporting to `obs`. Asynchronous strategies
+    /// (FedAsync, FedBuff) run on the asynchronous engine, where a round is
+    /// a server update (see [`crate::async_run`]).
     pub fn run(&mut self, obs: &mut dyn Observer) -> Result<RunResult, RunError> {
+        if self.strategy.as_async().is_some() {
+            return self.run_async(obs);
+        }
         let start = Instant::now();
         let s = self.scenario.clone();
         let model: &dyn Model = self.model.as_ref();

@@ -17,6 +17,7 @@
 //! * [`selection`] — client selection policies;
 //! * [`engine`] — virtual time, the event queue, a round's timeline;
 //! * [`experiment`] — a scenario run round by round;
+//! * [`async_run`] — asynchronous runs (FedAsync, FedBuff) on the same engine;
 //! * [`report`] — result files;
 //! * [`compare`] — `fedsim compare`: strategies × seeds and their table;
 //! * [`plot`] — figures for papers (SVG and PNG);
@@ -24,6 +25,7 @@
 //! * [`training`] — client work shared by the engines: trips, parallel local training;
 //! * [`commands`] — the command-line commands.
 
+pub mod async_run;
 pub mod byzantine;
 pub mod client;
 pub mod commands;

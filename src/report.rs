@@ -1,6 +1,6 @@
 //! Result files: `metrics.csv`, `summary.json`, `timing.json`, the
-//! resolved `scenario.toml`, `clients.csv` and the optional `events.csv`
-//! (see [`crate::trace`]).
+//! resolved `scenario.toml`, `clients.csv`, `updates.csv` (asynchronous
+//! runs) and the optional `events.csv` (see [`crate::trace`]).
 //!
 //! `metrics.csv` is written row by row and flushed, so a run that stops
 //! early (divergence, interruption) leaves a valid file. Everything in it
@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::engine::ServerStep;
 use crate::experiment::{Observer, RoundRow, RunError, RunResult, Timing};
 use crate::scenario::Scenario;
-use crate::trace::{EventsWriter, Participation, RoundTrace};
+use crate::trace::{EventRow, EventsWriter, Participation, RoundTrace, UpdatesWriter};
 
 /// The figures people quote from a run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -140,6 +141,7 @@ pub struct RunDir {
     pub path: PathBuf,
     metrics: MetricsWriter<fs::File>,
     events: Option<EventsWriter<io::BufWriter<fs::File>>>,
+    updates: Option<UpdatesWriter<io::BufWriter<fs::File>>>,
     participation: Participation,
 }
 
@@ -175,7 +177,8 @@ pub fn fresh_run_dir(root: &Path, name: &str, seed: u64) -> Result<PathBuf, RunE
 
 impl RunDir {
     /// Creates `path` (and parents), writes the resolved scenario, and opens
-    /// `metrics.csv` (and `events.csv` when `[output] events` is on).
+    /// `metrics.csv` (`events.csv` when `[output] events` is on,
+    /// `updates.csv` for asynchronous strategies).
     pub fn create(path: &Path, scenario: &Scenario) -> Result<Self, RunError> {
         fs::create_dir_all(path).map_err(|e| out_err(path, e))?;
         let sc = path.join("scenario.toml");
@@ -189,10 +192,18 @@ impl RunDir {
         } else {
             None
         };
+        let updates = if scenario.strategy.is_async() {
+            let p = path.join("updates.csv");
+            let f = fs::File::create(&p).map_err(|e| out_err(&p, e))?;
+            Some(UpdatesWriter::new(io::BufWriter::new(f)))
+        } else {
+            None
+        };
         Ok(Self {
             path: path.to_path_buf(),
             metrics: MetricsWriter::new(f),
             events,
+            updates,
             participation: Participation::default(),
         })
     }
@@ -226,6 +237,19 @@ impl Observer for RunDir {
         if let Some(w) = &mut self.events {
             let p = self.path.join("events.csv");
             w.write(trace).map_err(|e| out_err(&p, e))?;
+        }
+        Ok(())
+    }
+    fn server_update(&mut self, step: &ServerStep) -> Result<(), RunError> {
+        self.participation.add_finished(&step.finished);
+        if let Some(w) = &mut self.updates {
+            let p = self.path.join("updates.csv");
+            w.write(step).map_err(|e| out_err(&p, e))?;
+        }
+        if let Some(w) = &mut self.events {
+            let p = self.path.join("events.csv");
+            w.write_rows(&EventRow::from_step(step))
+                .map_err(|e| out_err(&p, e))?;
         }
         Ok(())
     }

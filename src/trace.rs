@@ -8,7 +8,16 @@
 //!   how often it was selected, completed, dropped or arrived late. It grows
 //!   with the clients that took part, never with the population.
 //!
-//! Both are pure functions of the scenario and seed, like `metrics.csv`.
+//! * `updates.csv` (asynchronous runs): one row per update applied, with
+//!   its staleness.
+//!
+//! In asynchronous runs an `events.csv` row is a dispatch, written when the
+//! server learns its outcome; its `round` is the server update closing the
+//! interval in which it did (`round_close_s` that update's time), `start_s`
+//! its own dispatch time, and `deadline_s` is empty (timeouts are per
+//! dispatch).
+//!
+//! All are pure functions of the scenario and seed, like `metrics.csv`.
 //! Times are absolute virtual seconds, exact to the microsecond.
 
 use std::collections::BTreeMap;
@@ -16,7 +25,8 @@ use std::io::Write;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{ClientTrip, Fate, RoundTimeline, SimTime};
+use crate::engine::asynchronous::{Finished, Outcome};
+use crate::engine::{ClientTrip, Fate, RoundTimeline, ServerStep, SimTime};
 
 /// What the engine knows about a round once its timeline is planned, handed
 /// to [`crate::experiment::Observer::round_planned`] before training.
@@ -107,6 +117,35 @@ impl EventRow {
     }
 }
 
+impl EventRow {
+    /// One row per dispatch whose outcome the server learnt during `step`
+    /// (asynchronous runs), by dispatch time then dispatch number.
+    pub fn from_step(step: &ServerStep) -> Vec<EventRow> {
+        let mut f: Vec<&Finished> = step.finished.iter().collect();
+        f.sort_by_key(|f| (f.dispatch.start, f.dispatch.id));
+        f.into_iter()
+            .map(|f| {
+                let d = &f.dispatch;
+                EventRow {
+                    round: step.version as usize,
+                    client: d.client,
+                    start_s: d.start.as_secs(),
+                    download_end_s: (d.start + d.trip.download).as_secs(),
+                    compute_end_s: (d.start + d.trip.download + d.trip.compute).as_secs(),
+                    arrival_s: d.end.as_secs(),
+                    fate: match f.outcome {
+                        Outcome::Applied { .. } => EventFate::Completed,
+                        Outcome::Dropped => EventFate::Dropped,
+                        Outcome::Late => EventFate::Late,
+                    },
+                    round_close_s: step.time.as_secs(),
+                    deadline_s: None,
+                }
+            })
+            .collect()
+    }
+}
+
 /// Writes `events.csv` rows to any writer, header first.
 pub struct EventsWriter<W: Write> {
     csv: csv::Writer<W>,
@@ -121,7 +160,12 @@ impl<W: Write> EventsWriter<W> {
     }
     /// Writes one round's rows and flushes them.
     pub fn write(&mut self, t: &RoundTrace<'_>) -> Result<(), csv::Error> {
-        for row in EventRow::from_trace(t) {
+        self.write_rows(&EventRow::from_trace(t))
+    }
+
+    /// Writes rows and flushes them.
+    pub fn write_rows(&mut self, rows: &[EventRow]) -> Result<(), csv::Error> {
+        for row in rows {
             self.csv.serialize(row)?;
         }
         self.csv.flush()?;
@@ -176,6 +220,25 @@ impl Participation {
         }
     }
 
+    /// Counts the dispatches whose outcome the server learnt (asynchronous
+    /// runs): each is one selection and one of completed (applied),
+    /// dropped or late.
+    pub fn add_finished(&mut self, finished: &[Finished]) {
+        for f in finished {
+            let c = f.dispatch.client;
+            let r = self.tally.entry(c).or_insert_with(|| ClientRow {
+                client: c,
+                ..ClientRow::default()
+            });
+            r.selected += 1;
+            match f.outcome {
+                Outcome::Applied { .. } => r.completed += 1,
+                Outcome::Dropped => r.dropped += 1,
+                Outcome::Late => r.late += 1,
+            }
+        }
+    }
+
     /// The rows, by ascending client id.
     pub fn rows(&self) -> impl Iterator<Item = &ClientRow> {
         self.tally.values()
@@ -196,6 +259,68 @@ impl Participation {
             csv.serialize(r)?;
         }
         csv.flush()?;
+        Ok(())
+    }
+}
+
+/// One row of `updates.csv` (asynchronous runs): an update applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpdateRow {
+    /// The server update that applied it (the new model version).
+    pub server_version: u64,
+    /// Client id.
+    pub client: usize,
+    /// Its dispatch number (from 1).
+    pub dispatch: u64,
+    /// The model version the client downloaded.
+    pub dispatch_version: u64,
+    /// Server updates between its download and the one applying it.
+    pub staleness: u64,
+    /// When it was dispatched (virtual seconds).
+    pub dispatch_s: f64,
+    /// When its update arrived.
+    pub arrival_s: f64,
+    /// When the server applied it (FedBuff: when the buffer filled).
+    pub applied_s: f64,
+}
+
+impl UpdateRow {
+    /// The rows of the updates `step` applied, in arrival order.
+    pub fn from_step(step: &ServerStep) -> Vec<UpdateRow> {
+        step.applied
+            .iter()
+            .map(|(d, tau)| UpdateRow {
+                server_version: step.version,
+                client: d.client,
+                dispatch: d.id,
+                dispatch_version: d.version,
+                staleness: *tau,
+                dispatch_s: d.start.as_secs(),
+                arrival_s: d.end.as_secs(),
+                applied_s: step.time.as_secs(),
+            })
+            .collect()
+    }
+}
+
+/// Writes `updates.csv` rows to any writer, header first.
+pub struct UpdatesWriter<W: Write> {
+    csv: csv::Writer<W>,
+}
+
+impl<W: Write> UpdatesWriter<W> {
+    /// A writer that emits the header before the first row.
+    pub fn new(w: W) -> Self {
+        Self {
+            csv: csv::Writer::from_writer(w),
+        }
+    }
+    /// Writes one server update's rows and flushes them.
+    pub fn write(&mut self, step: &ServerStep) -> Result<(), csv::Error> {
+        for row in UpdateRow::from_step(step) {
+            self.csv.serialize(row)?;
+        }
+        self.csv.flush()?;
         Ok(())
     }
 }

@@ -233,6 +233,9 @@ impl Observer for JobObserver<'_> {
     fn round_planned(&mut self, trace: &RoundTrace<'_>) -> Result<(), RunError> {
         self.dir.round_planned(trace)
     }
+    fn server_update(&mut self, step: &crate::engine::ServerStep) -> Result<(), RunError> {
+        self.dir.server_update(step)
+    }
 }
 
 /// The folder of one (run, seed), relative to the comparison's folder.

@@ -18,14 +18,14 @@ use crate::data::synthetic::{MixtureConfig, SyntheticConfig};
 use crate::engine::SimTime;
 use crate::partition::{LabelSkew, PartitionSpec, QuantitySkew};
 use crate::selection::SelectionPolicy;
-use crate::strategy::FedOptKind;
+use crate::strategy::{FedOptKind, Staleness};
 use crate::system::availability::{Diurnal, OnOff};
 use crate::system::traces::{load_availability_trace, load_device_trace};
 use crate::system::{Availability, DeviceModel, Devices, Dist};
 pub use raw::RawScenario;
 use raw::{
     AttackKind, AvailabilityKind, DataKind, ModelKind, PartitionKind, QuantityKind, SelectionKind,
-    StrategyKind,
+    ServerOptKind, StalenessKind, StrategyKind,
 };
 
 /// Everything that can be wrong with a scenario.
@@ -152,6 +152,37 @@ pub enum StrategySpec {
         /// Multi-Krum's averaged updates.
         m: Option<usize>,
     },
+    /// FedAsync (asynchronous engine).
+    FedAsync {
+        /// Mixing weight α.
+        alpha: f64,
+        /// Staleness function.
+        staleness: Staleness,
+        /// Clients training at once.
+        concurrency: usize,
+    },
+    /// FedBuff (asynchronous engine).
+    FedBuff {
+        /// K: updates per server update.
+        buffer: usize,
+        /// Clients training at once.
+        concurrency: usize,
+        /// The server optimiser: `None` for SGD with `server_lr`, else a
+        /// FedAvgM or FedOpt spec whose step is applied.
+        server: Option<Box<StrategySpec>>,
+        /// SGD's server learning rate (1 when another optimiser is used).
+        server_lr: f64,
+    },
+}
+
+impl StrategySpec {
+    /// Whether the strategy runs on the asynchronous engine.
+    pub fn is_async(&self) -> bool {
+        matches!(
+            self,
+            StrategySpec::FedAsync { .. } | StrategySpec::FedBuff { .. }
+        )
+    }
 }
 
 /// The simulated system, checked.
@@ -691,7 +722,24 @@ pub fn validate(mut raw: RawScenario, origin: &str) -> Result<Scenario, Scenario
     c.non_negative("client.weight_decay", cl.weight_decay)?;
 
     // ---- strategy ----
-    let strategy = validate_strategy(&c, &mut raw.strategy, raw.clients_per_round, cl)?;
+    let strategy = validate_strategy(&mut c, &mut raw.strategy, raw.clients_per_round, cl)?;
+    if let StrategySpec::FedAsync { concurrency, .. } | StrategySpec::FedBuff { concurrency, .. } =
+        &strategy
+        && *concurrency > clients
+    {
+        let name = if matches!(strategy, StrategySpec::FedAsync { .. }) {
+            "fedasync"
+        } else {
+            "fedbuff"
+        };
+        return Err(c.invalid(
+            &format!("strategy.{name}.concurrency"),
+            format!(
+                "is {concurrency} but the population has only {clients} clients; \
+                 at most that many can train at once"
+            ),
+        ));
+    }
     let local = LocalConfig {
         epochs: cl.epochs,
         steps: cl.steps,
@@ -752,6 +800,12 @@ pub fn validate(mut raw: RawScenario, origin: &str) -> Result<Scenario, Scenario
         availability,
         selection,
     };
+    if strategy.is_async() && over_selection != 1.0 {
+        c.notes.push(format!(
+            "`system.over_selection` ({over_selection}) does not apply to asynchronous \
+             strategies: they keep their concurrency in flight"
+        ));
+    }
 
     // ---- eval ----
     let e = &raw.eval;
@@ -965,7 +1019,7 @@ fn validate_availability(
 
 /// Checks `[strategy]` and the chosen kind's sub-table.
 fn validate_strategy(
-    c: &Checker,
+    c: &mut Checker,
     st: &mut raw::RawStrategy,
     per_round: usize,
     cl: &raw::RawClient,
@@ -1067,6 +1121,96 @@ fn validate_strategy(
                 ));
             }
             StrategySpec::Krum { f, m: Some(m) }
+        }
+        StrategyKind::Fedasync => {
+            let t = &mut st.fedasync;
+            let alpha = t.alpha;
+            if !(alpha.is_finite() && alpha > 0.0 && alpha <= 1.0) {
+                return Err(c.invalid(
+                    "strategy.fedasync.alpha",
+                    format!("must be in (0, 1] (got {alpha}): the mixing weight of a fresh update"),
+                ));
+            }
+            let staleness = match t.staleness {
+                StalenessKind::Constant => {
+                    let why = "strategy.fedasync.staleness = \"constant\" has no settings";
+                    c.unused("strategy.fedasync.a", &mut t.a, why);
+                    c.unused("strategy.fedasync.b", &mut t.b, why);
+                    Staleness::Constant
+                }
+                StalenessKind::Polynomial => {
+                    c.unused(
+                        "strategy.fedasync.b",
+                        &mut t.b,
+                        "it applies to strategy.fedasync.staleness = \"hinge\" only",
+                    );
+                    Staleness::Polynomial {
+                        a: c.positive("strategy.fedasync.a", *t.a.get_or_insert(0.5))?,
+                    }
+                }
+                StalenessKind::Hinge => Staleness::Hinge {
+                    a: c.positive("strategy.fedasync.a", *t.a.get_or_insert(10.0))?,
+                    b: c.non_negative("strategy.fedasync.b", *t.b.get_or_insert(4.0))?,
+                },
+            };
+            let concurrency = c.positive_count(
+                "strategy.fedasync.concurrency",
+                *t.concurrency.get_or_insert(per_round),
+            )?;
+            StrategySpec::FedAsync {
+                alpha,
+                staleness,
+                concurrency,
+            }
+        }
+        StrategyKind::Fedbuff => {
+            let opt = *st
+                .fedbuff
+                .server_optimizer
+                .get_or_insert(ServerOptKind::Sgd);
+            let inner = match opt {
+                ServerOptKind::Sgd => None,
+                other => {
+                    let kind = match other {
+                        ServerOptKind::Fedavgm => StrategyKind::Fedavgm,
+                        ServerOptKind::Fedadagrad => StrategyKind::Fedadagrad,
+                        ServerOptKind::Fedadam => StrategyKind::Fedadam,
+                        _ => StrategyKind::Fedyogi,
+                    };
+                    let mut tmp = st.clone();
+                    tmp.kind = kind;
+                    Some(Box::new(validate_strategy(c, &mut tmp, per_round, cl)?))
+                }
+            };
+            let t = &mut st.fedbuff;
+            let server_lr = if inner.is_some() {
+                if t.server_lr.take().is_some() {
+                    c.notes.push(
+                        "`strategy.fedbuff.server_lr` is ignored: it applies to \
+                         strategy.fedbuff.server_optimizer = \"sgd\" only (the other \
+                         optimisers use their own table's server_lr)"
+                            .into(),
+                    );
+                }
+                1.0
+            } else {
+                c.positive(
+                    "strategy.fedbuff.server_lr",
+                    *t.server_lr.get_or_insert(1.0),
+                )?
+            };
+            StrategySpec::FedBuff {
+                buffer: c.positive_count(
+                    "strategy.fedbuff.buffer",
+                    *t.buffer.get_or_insert(per_round),
+                )?,
+                concurrency: c.positive_count(
+                    "strategy.fedbuff.concurrency",
+                    *t.concurrency.get_or_insert(per_round),
+                )?,
+                server: inner,
+                server_lr,
+            }
         }
     })
 }
@@ -1593,5 +1737,88 @@ mod tests {
         );
         let e = with(&["system.selection=oort"]).unwrap_err();
         assert!(e.contains("uniform") && e.contains("fastest"), "{e}");
+    }
+
+    #[test]
+    fn async_strategies_have_defaults_and_checks() {
+        assert_eq!(
+            strategy("fedasync", &[]).unwrap(),
+            StrategySpec::FedAsync {
+                alpha: 0.6,
+                staleness: Staleness::Polynomial { a: 0.5 },
+                concurrency: 10
+            }
+        );
+        assert_eq!(
+            strategy("fedasync", &["strategy.fedasync.staleness=hinge"]).unwrap(),
+            StrategySpec::FedAsync {
+                alpha: 0.6,
+                staleness: Staleness::Hinge { a: 10.0, b: 4.0 },
+                concurrency: 10
+            }
+        );
+        assert_eq!(
+            strategy("fedbuff", &["strategy.fedbuff.concurrency=30"]).unwrap(),
+            StrategySpec::FedBuff {
+                buffer: 10,
+                concurrency: 30,
+                server: None,
+                server_lr: 1.0
+            }
+        );
+        let s = strategy(
+            "fedbuff",
+            &[
+                "strategy.fedbuff.server_optimizer=fedadam",
+                "strategy.fedadam.server_lr=0.05",
+            ],
+        )
+        .unwrap();
+        let StrategySpec::FedBuff {
+            server: Some(inner),
+            ..
+        } = s
+        else {
+            panic!("{s:?}")
+        };
+        assert!(
+            matches!(*inner, StrategySpec::FedOpt { kind: FedOptKind::Adam, server_lr, .. } if server_lr == 0.05)
+        );
+        assert!(strategy("fedbuff", &[]).unwrap().is_async());
+        assert!(!strategy("fedavg", &[]).unwrap().is_async());
+        let e = strategy("fedasync", &["strategy.fedasync.alpha=0"]).unwrap_err();
+        assert!(
+            e.contains("strategy.fedasync.alpha") && e.contains("(0, 1]"),
+            "{e}"
+        );
+        let e = strategy("fedasync", &["strategy.fedasync.a=-1"]).unwrap_err();
+        assert!(e.contains("strategy.fedasync.a"), "{e}");
+        let e = strategy("fedbuff", &["strategy.fedbuff.buffer=0"]).unwrap_err();
+        assert!(e.contains("strategy.fedbuff.buffer"), "{e}");
+        let e = strategy("fedbuff", &["strategy.fedbuff.server_optimizer=adamw"]).unwrap_err();
+        assert!(e.contains("adamw") && e.contains("fedyogi"), "{e}");
+        let e = strategy("fedbuff", &["strategy.fedbuff.concurrency=5000"]).unwrap_err();
+        assert!(
+            e.contains("strategy.fedbuff.concurrency") && e.contains("1000"),
+            "{e}"
+        );
+        let s = from_str(
+            "[system]\nover_selection = 1.3\n[strategy.fedbuff]\nserver_optimizer = \"fedavgm\"\nserver_lr = 0.5\n",
+            "s.toml",
+            &["strategy.kind=fedbuff".into()],
+        )
+        .unwrap();
+        assert!(
+            s.notes.iter().any(|n| n.contains("over_selection")),
+            "{:?}",
+            s.notes
+        );
+        assert!(
+            s.notes
+                .iter()
+                .any(|n| n.contains("strategy.fedbuff.server_lr")),
+            "{:?}",
+            s.notes
+        );
     }
 }

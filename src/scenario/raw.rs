@@ -293,6 +293,10 @@ pub enum StrategyKind {
     Krum,
     /// Multi-Krum.
     MultiKrum,
+    /// FedAsync (asynchronous).
+    Fedasync,
+    /// FedBuff (asynchronous).
+    Fedbuff,
 }
 
 /// `[strategy]`: which aggregation rule, and each rule's settings in its own
@@ -324,6 +328,10 @@ pub struct RawStrategy {
     /// `[strategy.multi-krum]`.
     #[serde(rename = "multi-krum")]
     pub multi_krum: RawMultiKrum,
+    /// `[strategy.fedasync]`.
+    pub fedasync: RawFedAsync,
+    /// `[strategy.fedbuff]`.
+    pub fedbuff: RawFedBuff,
 }
 
 impl Default for RawStrategy {
@@ -340,6 +348,8 @@ impl Default for RawStrategy {
             trimmed_mean: RawTrimmedMean::default(),
             krum: RawKrum::default(),
             multi_krum: RawMultiKrum::default(),
+            fedasync: RawFedAsync::default(),
+            fedbuff: RawFedBuff::default(),
         }
     }
 }
@@ -504,6 +514,76 @@ impl Default for RawMultiKrum {
     fn default() -> Self {
         Self { f: 1, m: None }
     }
+}
+
+/// Staleness functions of FedAsync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StalenessKind {
+    /// s(τ) = 1.
+    Constant,
+    /// s(τ) = (τ + 1)^(−a).
+    Polynomial,
+    /// s(τ) = 1 if τ ≤ b, else 1/(a(τ − b) + 1).
+    Hinge,
+}
+
+/// `[strategy.fedasync]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawFedAsync {
+    /// Mixing weight α in (0, 1] (default 0.6).
+    pub alpha: f64,
+    /// Staleness function, default `"polynomial"`.
+    pub staleness: StalenessKind,
+    /// polynomial: exponent a (default 0.5); hinge: slope a (default 10).
+    pub a: Option<f64>,
+    /// hinge: staleness tolerated at full weight b (default 4).
+    pub b: Option<f64>,
+    /// Clients training at once (default clients_per_round).
+    pub concurrency: Option<usize>,
+}
+
+impl Default for RawFedAsync {
+    fn default() -> Self {
+        Self {
+            alpha: 0.6,
+            staleness: StalenessKind::Polynomial,
+            a: None,
+            b: None,
+            concurrency: None,
+        }
+    }
+}
+
+/// Server optimisers FedBuff can apply to its buffered mean.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServerOptKind {
+    /// x ← x + server_lr · Δ̄.
+    Sgd,
+    /// FedAvgM's step, `[strategy.fedavgm]` settings.
+    Fedavgm,
+    /// FedAdagrad's step, `[strategy.fedadagrad]` settings.
+    Fedadagrad,
+    /// FedAdam's step, `[strategy.fedadam]` settings.
+    Fedadam,
+    /// FedYogi's step, `[strategy.fedyogi]` settings.
+    Fedyogi,
+}
+
+/// `[strategy.fedbuff]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawFedBuff {
+    /// K: updates buffered per server update (default clients_per_round).
+    pub buffer: Option<usize>,
+    /// Clients training at once (default clients_per_round).
+    pub concurrency: Option<usize>,
+    /// Server optimiser, default `"sgd"`.
+    pub server_optimizer: Option<ServerOptKind>,
+    /// sgd: server learning rate η (default 1).
+    pub server_lr: Option<f64>,
 }
 
 /// Kinds of Byzantine attack.
