@@ -1,5 +1,6 @@
 //! Integration tests: tiny scenarios through the real `fedsim` binary.
 
+mod asynchronous;
 mod cli_errors;
 mod compare;
 mod plots;

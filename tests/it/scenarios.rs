@@ -21,8 +21,9 @@ fn scenario_files() -> Vec<std::path::PathBuf> {
     v
 }
 
-/// Dotted key paths of a TOML table; a device distribution
-/// (`{ kind = "lognormal", … }`) counts as one key.
+/// Dotted key paths of a TOML table; a distribution
+/// (`{ kind = "lognormal", … }`) under `system.devices` or
+/// `system.availability` counts as one key.
 fn keys(prefix: &str, t: &toml::Table, out: &mut BTreeSet<String>) {
     for (k, v) in t {
         let path = if prefix.is_empty() {
@@ -31,8 +32,13 @@ fn keys(prefix: &str, t: &toml::Table, out: &mut BTreeSet<String>) {
             format!("{prefix}.{k}")
         };
         match v {
-            // Under `system.devices` every key is one value, even a table.
-            toml::Value::Table(sub) if prefix != "system.devices" => keys(&path, sub, out),
+            // Under `system.devices` and `system.availability` every key is
+            // one value, even a table.
+            toml::Value::Table(sub)
+                if prefix != "system.devices" && prefix != "system.availability" =>
+            {
+                keys(&path, sub, out)
+            }
             _ => {
                 out.insert(path);
             }
