@@ -125,7 +125,12 @@ impl Timeline {
                 };
                 Panel {
                     round,
-                    start: lanes[0].start_s,
+                    // Synchronous rounds: the round's start. Asynchronous
+                    // runs: the earliest dispatch among the lanes.
+                    start: lanes
+                        .iter()
+                        .map(|l| l.start_s)
+                        .fold(f64::INFINITY, f64::min),
                     close: lanes[0].round_close_s,
                     deadline: lanes[0].deadline_s,
                     lanes,
