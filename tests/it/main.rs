@@ -15,6 +15,27 @@ pub fn fedsim() -> Command {
     Command::new(env!("CARGO_BIN_EXE_fedsim"))
 }
 
+/// Runs `fedsim <command> SCENARIO --out OUT --quiet EXTRA...`, asserts that
+/// it succeeds without warnings, and returns its stdout.
+pub fn fedsim_ok(command: &str, scenario: &Path, out: &Path, extra: &[&str]) -> String {
+    let o = fedsim()
+        .arg(command)
+        .arg(scenario)
+        .arg("--out")
+        .arg(out)
+        .arg("--quiet")
+        .args(extra)
+        .output()
+        .expect("start fedsim");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success(),
+        "fedsim {command} {extra:?} failed:\n{stderr}"
+    );
+    assert!(!stderr.contains("warning"), "{stderr}");
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
 /// Writes `text` as `name` in `dir` and returns its path.
 pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
