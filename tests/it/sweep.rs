@@ -438,3 +438,67 @@ fn bad_grids_and_flags_are_usage_errors_before_anything_runs() {
     assert_eq!(o.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("sweep.json"), "{stderr}");
 }
+
+#[test]
+fn sweep_killed_at_any_moment_resumes_to_the_same_tables() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sc = write(tmp.path(), "tiny.toml", TINY);
+    let args = |out: &Path| {
+        let mut c = fedsim();
+        c.arg("sweep")
+            .arg(&sc)
+            .args(["--grid", "client.lr=0.02,0.05", "--seeds", "2"])
+            .args([
+                "--set",
+                "rounds=300",
+                "--jobs",
+                "1",
+                "--quiet",
+                "--no-plots",
+            ])
+            .arg("--out")
+            .arg(out);
+        c
+    };
+    let a = tmp.path().join("a");
+    ok(args(&a).output().unwrap(), "fedsim sweep");
+
+    // SIGKILL as soon as the first run is finished (the next one is then
+    // usually part-way; whatever the timing, the checks below hold).
+    let b = tmp.path().join("b");
+    let mut child = args(&b)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let dirs = |root: &Path| -> Vec<PathBuf> {
+        ["client.lr=0.02", "client.lr=0.05"]
+            .iter()
+            .flat_map(|p| [5, 6].map(|s| root.join(format!("runs/{p}/seed{s}"))))
+            .collect()
+    };
+    loop {
+        if dirs(&b).iter().any(|d| d.join("summary.json").is_file()) {
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the sweep ended ({status}) before it was killed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let complete = dirs(&b)
+        .iter()
+        .filter(|d| d.join("summary.json").is_file())
+        .count();
+    assert!(complete >= 1);
+
+    let out = ok(args(&b).output().unwrap(), "fedsim sweep (resumed)");
+    assert!(
+        out.contains(&format!("ran {}, skipped {complete}", 4 - complete)),
+        "{out}"
+    );
+    for f in TABLES {
+        assert_eq!(read(&a.join(f)), read(&b.join(f)), "{f} differs");
+    }
+}
