@@ -114,7 +114,7 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
         /// Simulations in flight at once (default: the thread count).
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", conflicts_with = "slurm")]
         jobs: Option<usize>,
         /// No progress bar or status lines.
         #[arg(long, short)]
@@ -154,7 +154,7 @@ enum Command {
         #[arg(long, value_name = "PATH", requires = "slurm")]
         fedsim: Option<String>,
         /// Run at most K of the missing runs, then stop.
-        #[arg(long, value_name = "K", hide = true)]
+        #[arg(long, value_name = "K", hide = true, conflicts_with = "slurm")]
         max_runs: Option<usize>,
     },
     /// Merge a sweep's finished runs into the tables fedsim compare writes

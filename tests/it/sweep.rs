@@ -431,6 +431,10 @@ fn bad_grids_and_flags_are_usage_errors_before_anything_runs() {
         &["--mem"],
     );
     usage_error(&["--grid", "client.lr=1", "--mem", "4G"], &["--slurm"]);
+    usage_error(
+        &["--grid", "client.lr=1", "--slurm", "--jobs", "2"],
+        &["--jobs"],
+    );
 
     let tmp = tempfile::tempdir().unwrap();
     let o = collect(tmp.path());
