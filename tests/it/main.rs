@@ -6,6 +6,7 @@ mod plots;
 mod runs;
 mod scenarios;
 mod strategies;
+mod sweep;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
