@@ -690,6 +690,7 @@ pub fn validate(mut raw: RawScenario, origin: &str) -> Result<Scenario, Scenario
         momentum: cl.momentum as f32,
         weight_decay: cl.weight_decay as f32,
         prox_mu: 0.0,
+        full_gradient: false,
     };
 
     // ---- system ----
