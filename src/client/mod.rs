@@ -367,9 +367,10 @@ pub fn client_gradient(
     (total, loss)
 }
 
-/// [`client_gradient`] writing into `total` (overwritten), with an
-/// optional label map (see [`LocalExtras::label_map`]).
-fn full_gradient_into(
+/// [`client_gradient`] writing into `total` (overwritten, model length),
+/// with an optional label map (see [`LocalExtras::label_map`]); returns the
+/// mean cross-entropy.
+pub(crate) fn full_gradient_into(
     model: &dyn Model,
     data: &Dataset,
     indices: &[u32],
