@@ -184,10 +184,14 @@ fn print_summary(
     timing: &crate::experiment::Timing,
     dir: &Path,
 ) -> std::io::Result<()> {
+    let who = match crate::baseline::spec_of(&s.strategy) {
+        Some(b) => b.describe(),
+        None => format!("{} clients, {} per round", s.clients, s.clients_per_round),
+    };
     writeln!(
         out,
-        "{}: {} · {} clients, {} per round · {} ({} params) · {}",
-        s.name, exp.data.name, s.clients, s.clients_per_round, sum.model, sum.params, sum.strategy
+        "{}: {} · {who} · {} ({} params) · {}",
+        s.name, exp.data.name, sum.model, sum.params, sum.strategy
     )?;
     if sum.diverged {
         writeln!(

@@ -123,6 +123,22 @@ impl DataParallelSpec {
         }
     }
 
+    /// One line for summaries, e.g. `2 workers × batch 30, 100 steps a round`.
+    pub fn describe(&self) -> String {
+        let workers = match self.kind {
+            BaselineKind::ParameterServer => format!(
+                "{} worker{} × ",
+                self.workers,
+                if self.workers == 1 { "" } else { "s" }
+            ),
+            BaselineKind::Centralised => "one device, ".into(),
+        };
+        format!(
+            "{workers}batch {}, {} steps a round",
+            self.batch_size, self.steps_per_round
+        )
+    }
+
     /// Whether workers and server exchange gradients and parameters (the
     /// parameter server) or nothing is sent (centralised).
     pub fn communicates(&self) -> bool {
