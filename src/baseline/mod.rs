@@ -62,7 +62,7 @@ mod pooled;
 mod run;
 
 pub use pooled::PooledBatches;
-pub use run::{run, step_time};
+pub use run::{DataParallel, RoundCost, round_cost, run, step_time};
 
 use crate::client::LocalConfig;
 use crate::scenario::StrategySpec;

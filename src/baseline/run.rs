@@ -46,6 +46,52 @@ pub fn step_time(
     push + pull
 }
 
+/// The virtual cost of one reported round of a baseline.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RoundCost {
+    /// Samples per worker and step, `min(batch_size, n)`.
+    pub batch: usize,
+    /// Duration of one step, seconds ([`step_time`]).
+    pub step_s: f64,
+    /// Duration of a round of `steps_per_round` steps, to the microsecond.
+    pub round: SimTime,
+    /// Bytes sent each way in a round (0 for centralised training).
+    pub bytes: u64,
+}
+
+/// What a round of `spec` costs for `model` on `n` training samples, with
+/// the workers' device profiles drawn from `seed` (worker `w` from the
+/// stream `(seed, Workers, w)`).
+pub fn round_cost(spec: &DataParallelSpec, seed: u64, model: &dyn Model, n: usize) -> RoundCost {
+    let profiles: Vec<DeviceProfile> = (0..spec.workers)
+        .map(|w| {
+            spec.devices
+                .draw(&mut stream(seed, Purpose::Workers, w as u64, 0))
+        })
+        .collect();
+    let batch = spec.batch_size.min(n);
+    let model_bytes = model.num_params() as u64 * 4;
+    let communicate = spec.communicates();
+    let step_s = step_time(
+        &profiles,
+        batch,
+        model.train_flops_per_sample(),
+        model_bytes,
+        communicate,
+    );
+    let steps = spec.steps_per_round;
+    RoundCost {
+        batch,
+        step_s,
+        round: SimTime::from_secs(step_s * steps as f64),
+        bytes: if communicate {
+            model_bytes * (steps * spec.workers) as u64
+        } else {
+            0
+        },
+    }
+}
+
 /// Synchronous data-parallel SGD on the pooled training set: the state of
 /// a parameter server (parameters, momentum buffer) and its workers'
 /// buffers. [`DataParallel::step`] is one step of every worker and the
@@ -183,28 +229,10 @@ pub fn run(
         s.seed,
         init,
     );
-    let profiles: Vec<DeviceProfile> = (0..spec.workers)
-        .map(|w| {
-            spec.devices
-                .draw(&mut stream(s.seed, Purpose::Workers, w as u64, 0))
-        })
-        .collect();
-    let bytes = exp.transfer_bytes();
-    let communicate = spec.communicates();
-    let step = step_time(
-        &profiles,
-        dp.batch(),
-        model.train_flops_per_sample(),
-        bytes,
-        communicate,
-    );
+    let cost = round_cost(spec, s.seed, model, train.len());
+    debug_assert_eq!(cost.batch, dp.batch());
     let steps = spec.steps_per_round;
-    let round_time = SimTime::from_secs(step * steps as f64);
-    let round_bytes = if communicate {
-        bytes * (steps * spec.workers) as u64
-    } else {
-        0
-    };
+    let (round_time, round_bytes) = (cost.round, cost.bytes);
     let mut timing = Timing {
         setup_s,
         threads: rayon::current_num_threads(),

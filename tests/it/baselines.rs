@@ -214,6 +214,18 @@ fn parameter_server_clock_and_bytes_by_hand() {
     }
     let reason = h.iter().position(|c| c == "close_reason").unwrap();
     assert!(rows.iter().all(|r| r[reason] == "all-done"));
+    // `fedsim inspect` prices the same round before any training.
+    let o = fedsim()
+        .arg("inspect")
+        .arg(&sc)
+        .args(["--set", "strategy.kind=parameter-server"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("a step 1550 ms · a round 6.20 s · 3360 B each way a round"),
+        "{text}"
+    );
     // No trips: clients.csv has a header and no rows.
     let clients = std::fs::read_to_string(out.join("clients.csv")).unwrap();
     assert_eq!(clients.lines().count(), 1, "{clients}");
