@@ -223,7 +223,7 @@ fn parameter_server_clock_and_bytes_by_hand() {
         .unwrap();
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(
-        text.contains("a step 1550 ms · a round 6.20 s · 3360 B each way a round"),
+        text.contains("a step 1550 ms · a round 6.20 s · 3.36 kB each way a round"),
         "{text}"
     );
     // No trips: clients.csv has a header and no rows.
