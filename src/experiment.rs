@@ -31,8 +31,8 @@ use crate::partition::{self, ClientIndices, PartitionError};
 use crate::rng::{Purpose, stream};
 use crate::scenario::{DataSpec, ModelSpec, Scenario, StrategySpec};
 use crate::strategy::{
-    ClientUpdate, FedAvg, FedAvgM, FedNova, FedOpt, FedProx, Krum, Median, RoundInfo, Scaffold,
-    Strategy, TrimmedMean,
+    ClientUpdate, FedAvg, FedAvgM, FedNova, FedOpt, FedProx, FedSgd, Krum, Median, RoundInfo,
+    Scaffold, Strategy, TrimmedMean,
 };
 use crate::trace::RoundTrace;
 
@@ -278,6 +278,12 @@ pub fn make_strategy(spec: &StrategySpec) -> Box<dyn Strategy> {
         StrategySpec::Median => Box::new(Median),
         StrategySpec::TrimmedMean { beta } => Box::new(TrimmedMean { beta: *beta }),
         StrategySpec::Krum { f, m } => Box::new(Krum { f: *f, m: *m }),
+        StrategySpec::FedSgd { server_lr } => Box::new(FedSgd {
+            server_lr: *server_lr,
+        }),
+        StrategySpec::ParameterServer(d) | StrategySpec::Centralised(d) => {
+            Box::new(crate::baseline::BaselineStrategy { kind: d.kind })
+        }
     }
 }
 
@@ -465,6 +471,10 @@ impl Experiment {
 
     /// Runs every round, reporting to `obs`.
     pub fn run(&mut self, obs: &mut dyn Observer) -> Result<RunResult, RunError> {
+        if let Some(spec) = crate::baseline::spec_of(&self.scenario.strategy) {
+            // Parameter server / centralised: no clients, their own loop.
+            return crate::baseline::run(self, spec, self.setup_s, obs);
+        }
         let start = Instant::now();
         let s = self.scenario.clone();
         let model: &dyn Model = self.model.as_ref();

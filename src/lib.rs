@@ -16,6 +16,7 @@
 //! * [`system`] — device profiles and their distributions;
 //! * [`engine`] — virtual time, the event queue, a round's timeline;
 //! * [`experiment`] — a scenario run round by round;
+//! * [`baseline`] — data-parallel baselines (parameter server, centralised);
 //! * [`report`] — result files;
 //! * [`compare`] — `fedsim compare`: strategies × seeds and their table;
 //! * [`sweep`] — `fedsim sweep` / `collect`: grids × seeds, resumable, local or Slurm;
@@ -23,6 +24,7 @@
 //! * [`trace`] — per-client traces of the virtual clock (`events.csv`, `clients.csv`);
 //! * [`commands`] — the command-line commands.
 
+pub mod baseline;
 pub mod byzantine;
 pub mod client;
 pub mod commands;

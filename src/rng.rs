@@ -39,6 +39,11 @@ pub enum Purpose {
     ByzantineSet = 11,
     /// Randomness of a malicious client's attack in a round.
     Attack = 12,
+    /// Drawing each data-parallel worker's device profile (once per worker).
+    Workers = 13,
+    /// Minibatch order of the data-parallel baselines over the pooled
+    /// training set (one stream per pass).
+    Pooled = 14,
 }
 
 /// SplitMix64 finaliser: a bijective mixer with good avalanche behaviour.

@@ -18,6 +18,11 @@
 //! | coordinate-wise median (Yin et al. 2018) | [`median`] |
 //! | β-trimmed mean (Yin et al. 2018) | [`trimmed_mean`] |
 //! | Krum / Multi-Krum (Blanchard et al. 2017) | [`krum`] |
+//! | FedSGD (McMahan et al. 2017) | [`fedsgd`] |
+//!
+//! The data-parallel baselines FL is measured against (parameter server,
+//! centralised training) are not aggregation rules; they live in
+//! [`crate::baseline`].
 //!
 //! Sums over updates are accumulated in f64 in the order the updates are
 //! given (client-id order). Coordinate-wise rules may run coordinates in
@@ -33,6 +38,7 @@ pub mod fedavgm;
 pub mod fednova;
 pub mod fedopt;
 pub mod fedprox;
+pub mod fedsgd;
 pub mod krum;
 pub mod median;
 pub mod scaffold;
@@ -46,6 +52,7 @@ pub use fedavgm::FedAvgM;
 pub use fednova::FedNova;
 pub use fedopt::{FedOpt, FedOptKind};
 pub use fedprox::FedProx;
+pub use fedsgd::FedSgd;
 pub use krum::Krum;
 pub use median::Median;
 pub use scaffold::Scaffold;

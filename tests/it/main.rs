@@ -1,5 +1,6 @@
 //! Integration tests: tiny scenarios through the real `fedsim` binary.
 
+mod baselines;
 mod cli_errors;
 mod compare;
 mod plots;

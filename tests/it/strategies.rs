@@ -153,7 +153,7 @@ fn shipped_strategy_scenarios_validate_under_every_kind() {
         return;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
-    for file in ["byzantine.toml", "compare-skew.toml"] {
+    for file in ["byzantine.toml", "compare-skew.toml", "seed-contrast.toml"] {
         for kind in [
             "fedavg",
             "fedprox",
@@ -167,6 +167,9 @@ fn shipped_strategy_scenarios_validate_under_every_kind() {
             "trimmed-mean",
             "krum",
             "multi-krum",
+            "fedsgd",
+            "parameter-server",
+            "centralised",
         ] {
             let o = fedsim()
                 .arg("validate")
