@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::experiment::{
-    Experiment, Observer, RoundRow, RunError, load_data, make_model, make_partition,
+    Experiment, Observer, RoundRow, RunError, load_data, make_model, make_partition, make_strategy,
 };
 use crate::partition;
 use crate::plot;
@@ -187,10 +187,14 @@ fn print_summary(
     timing: &crate::experiment::Timing,
     dir: &Path,
 ) -> std::io::Result<()> {
+    let who = match crate::baseline::spec_of(&s.strategy) {
+        Some(b) => b.describe(),
+        None => format!("{} clients, {} per round", s.clients, s.clients_per_round),
+    };
     writeln!(
         out,
-        "{}: {} · {} clients, {} per round · {} ({} params) · {}",
-        s.name, exp.data.name, s.clients, s.clients_per_round, sum.model, sum.params, sum.strategy
+        "{}: {} · {who} · {} ({} params) · {}",
+        s.name, exp.data.name, sum.model, sum.params, sum.strategy
     )?;
     if sum.diverged {
         writeln!(
@@ -334,6 +338,20 @@ pub fn inspect_with_plots(
         model.train_flops_per_sample(),
         human_bytes(model.num_params() as u64 * 4)
     )?;
+    if let Some(b) = crate::baseline::spec_of(&s.strategy) {
+        // No clients take part: the workers' clock instead of the fleet's.
+        let c = crate::baseline::round_cost(b, s.seed, model.as_ref(), data.train.len());
+        writeln!(
+            out,
+            "{}: {} · a step {} ms · a round {} · {} each way a round",
+            b.kind.name(),
+            b.describe(),
+            sig(c.step_s * 1e3),
+            human_duration(c.round.as_secs()),
+            human_bytes(c.bytes)
+        )?;
+        return Ok(());
+    }
     // Device spread over (up to) the first 100 000 clients.
     let n = s.clients.min(100_000);
     let profiles: Vec<_> = (0..n)
@@ -378,7 +396,8 @@ pub fn inspect_with_plots(
         profiles.iter().map(|p| p.latency_s * 1e3).collect(),
     )?;
     let bytes = model.num_params() as u64 * 4;
-    let local = &s.local;
+    // The schedule clients follow under the strategy (FedSGD: one pass).
+    let local = &make_strategy(&s.strategy).configure_client(&s.local);
     line(
         "round trip s (no jitter)",
         (0..n)

@@ -29,8 +29,8 @@ use crate::rng::{Purpose, stream};
 use crate::scenario::{DataSpec, ModelSpec, Scenario, StrategySpec};
 use crate::selection::SelectionPolicy;
 use crate::strategy::{
-    ClientUpdate, FedAsync, FedAvg, FedAvgM, FedBuff, FedNova, FedOpt, FedProx, Krum, Median,
-    RoundInfo, Scaffold, ServerOpt, Strategy, TrimmedMean,
+    ClientUpdate, FedAsync, FedAvg, FedAvgM, FedBuff, FedNova, FedOpt, FedProx, FedSgd, Krum,
+    Median, RoundInfo, Scaffold, ServerOpt, Strategy, TrimmedMean,
 };
 use crate::system::availability::IDLE_RETRY_S;
 use crate::trace::RoundTrace;
@@ -302,6 +302,12 @@ pub fn make_strategy(spec: &StrategySpec) -> Box<dyn Strategy> {
         StrategySpec::Median => Box::new(Median),
         StrategySpec::TrimmedMean { beta } => Box::new(TrimmedMean { beta: *beta }),
         StrategySpec::Krum { f, m } => Box::new(Krum { f: *f, m: *m }),
+        StrategySpec::FedSgd { server_lr } => Box::new(FedSgd {
+            server_lr: *server_lr,
+        }),
+        StrategySpec::ParameterServer(d) | StrategySpec::Centralised(d) => {
+            Box::new(crate::baseline::BaselineStrategy { kind: d.kind })
+        }
         StrategySpec::FedAsync {
             alpha,
             staleness,
@@ -478,6 +484,10 @@ impl Experiment {
     /// (FedAsync, FedBuff) run on the asynchronous engine, where a round is
     /// a server update (see [`crate::async_run`]).
     pub fn run(&mut self, obs: &mut dyn Observer) -> Result<RunResult, RunError> {
+        if let Some(spec) = crate::baseline::spec_of(&self.scenario.strategy) {
+            // Parameter server / centralised: no clients, their own loop.
+            return crate::baseline::run(self, spec, self.setup_s, obs);
+        }
         if self.strategy.as_async().is_some() {
             return self.run_async(obs);
         }

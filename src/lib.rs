@@ -17,15 +17,18 @@
 //! * [`selection`] — client selection policies;
 //! * [`engine`] — virtual time, the event queue, a round's timeline;
 //! * [`experiment`] — a scenario run round by round;
+//! * [`baseline`] — data-parallel baselines (parameter server, centralised);
 //! * [`async_run`] — asynchronous runs (FedAsync, FedBuff) on the same engine;
 //! * [`report`] — result files;
 //! * [`compare`] — `fedsim compare`: strategies × seeds and their table;
+//! * [`sweep`] — `fedsim sweep` / `collect`: grids × seeds, resumable, local or Slurm;
 //! * [`plot`] — figures for papers (SVG and PNG);
 //! * [`trace`] — per-client traces of the virtual clock (`events.csv`, `clients.csv`);
 //! * [`training`] — client work shared by the engines: trips, parallel local training;
 //! * [`commands`] — the command-line commands.
 
 pub mod async_run;
+pub mod baseline;
 pub mod byzantine;
 pub mod client;
 pub mod commands;
@@ -41,6 +44,7 @@ pub mod rng;
 pub mod scenario;
 pub mod selection;
 pub mod strategy;
+pub mod sweep;
 pub mod system;
 pub mod trace;
 pub mod training;

@@ -39,11 +39,16 @@ pub enum Purpose {
     ByzantineSet = 11,
     /// Randomness of a malicious client's attack in a round.
     Attack = 12,
+    /// Drawing each data-parallel worker's device profile (once per worker).
+    Workers = 13,
+    /// Minibatch order of the data-parallel baselines over the pooled
+    /// training set (one stream per pass).
+    Pooled = 14,
     /// A client's availability: its on/off sessions per epoch, its time
     /// zone, its online draw per hour slot.
-    Availability = 13,
+    Availability = 15,
     /// Picking the client of an asynchronous dispatch.
-    Dispatch = 14,
+    Dispatch = 16,
 }
 
 /// SplitMix64 finaliser: a bijective mixer with good avalanche behaviour.

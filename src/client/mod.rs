@@ -68,6 +68,14 @@ pub struct LocalConfig {
     /// FedProx proximal coefficient `μ`: adds `(μ/2)‖w − w_global‖²` to the
     /// objective, `μ(w − w_global)` to the gradient; default 0 (disabled).
     pub prox_mu: f32,
+    /// Instead of the minibatch schedule, one step along the gradient of
+    /// the client's whole data, computed in blocks as [`client_gradient`]
+    /// does: `y = x − lr·(∇F_i(x) + weight_decay·x + correction)` (FedSGD,
+    /// McMahan et al. 2017). One step over all `n` samples whatever
+    /// `epochs`, `steps` and `batch_size` say; momentum and the proximal
+    /// term have no effect on a single step from the global model.
+    /// Default false.
+    pub full_gradient: bool,
 }
 
 impl Default for LocalConfig {
@@ -80,6 +88,7 @@ impl Default for LocalConfig {
             momentum: 0.0,
             weight_decay: 0.0,
             prox_mu: 0.0,
+            full_gradient: false,
         }
     }
 }
@@ -243,6 +252,34 @@ pub fn train_local_with(
         };
     }
 
+    if cfg.full_gradient {
+        let mut grad = vec![0.0f32; p];
+        let loss = full_gradient_into(
+            model,
+            data,
+            indices,
+            &params,
+            extras.label_map,
+            &mut grad,
+            scratch,
+        );
+        let wd = cfg.weight_decay;
+        let lr = cfg.lr;
+        for (i, (w, g)) in params.iter_mut().zip(&grad).enumerate() {
+            let mut g = g + wd * *w;
+            if let Some(c) = extras.correction {
+                g += c[i];
+            }
+            *w -= lr * g;
+        }
+        return LocalResult {
+            params,
+            steps: 1,
+            samples: n,
+            train_loss: loss,
+        };
+    }
+
     let d = data.dim();
     let bmax = cfg.batch_size.min(n);
     let mut xb = scratch.take(XB, bmax * d);
@@ -311,7 +348,8 @@ pub fn train_local_with(
 /// Full-batch mean gradient and mean cross-entropy of `params` over the
 /// client's rows `indices` (no regularisers), computed in blocks of
 /// 256 rows and combined with weights `rows/n` in index order.
-/// With no rows: a zero gradient and loss 0. Used by FedSGD.
+/// With no rows: a zero gradient and loss 0. Used by FedSGD and by the
+/// data-parallel baselines ([`crate::baseline`]) for a worker's minibatch.
 ///
 /// # Panics
 /// If `params` does not have the model's length.
@@ -325,9 +363,27 @@ pub fn client_gradient(
     let p = model.num_params();
     assert_eq!(params.len(), p, "parameter vector length");
     let mut total = vec![0.0f32; p];
+    let loss = full_gradient_into(model, data, indices, params, None, &mut total, scratch);
+    (total, loss)
+}
+
+/// [`client_gradient`] writing into `total` (overwritten, model length),
+/// with an optional label map (see [`LocalExtras::label_map`]); returns the
+/// mean cross-entropy.
+pub(crate) fn full_gradient_into(
+    model: &dyn Model,
+    data: &Dataset,
+    indices: &[u32],
+    params: &[f32],
+    label_map: Option<&[u32]>,
+    total: &mut [f32],
+    scratch: &mut Scratch,
+) -> f64 {
+    let p = model.num_params();
+    total.fill(0.0);
     let n = indices.len();
     if n == 0 {
-        return (total, 0.0);
+        return 0.0;
     }
     let d = data.dim();
     let mut xb = scratch.take(XB, GRAD_BLOCK.min(n) * d);
@@ -338,7 +394,10 @@ pub fn client_gradient(
         let b = rows.len();
         gather_rows(&data.x, rows, &mut xb);
         yb.clear();
-        yb.extend(rows.iter().map(|&r| data.y[r as usize]));
+        match label_map {
+            Some(map) => yb.extend(rows.iter().map(|&r| map[data.y[r as usize] as usize])),
+            None => yb.extend(rows.iter().map(|&r| data.y[r as usize])),
+        }
         let xv = ArrayView2::from_shape((b, d), &xb[..b * d]).expect("block shape");
         let l = model.loss_grad(params, xv, &yb, &mut grad[..p], scratch);
         let wgt = b as f32 / n as f32;
@@ -349,7 +408,7 @@ pub fn client_gradient(
     }
     scratch.restore(XB, xb);
     scratch.restore(GRAD, grad);
-    (total, loss / n as f64)
+    loss / n as f64
 }
 
 #[cfg(test)]
@@ -790,6 +849,68 @@ mod tests {
         assert_relative_eq!(loss, f64::from(l1), max_relative = 1e-5);
         for (a, b) in g.iter().zip(&g1) {
             assert_relative_eq!(a, b, epsilon = 1e-6, max_relative = 1e-4);
+        }
+    }
+
+    #[test]
+    fn full_gradient_is_one_step_over_all_the_clients_data() {
+        let mut rng = Rng::seed_from_u64(12);
+        let data = separable(&mut rng, 700, 6, 3);
+        let m = Mlp::new(6, &[8], 3);
+        let p0 = m.init_params(&mut rng);
+        let idx: Vec<u32> = (0..700).filter(|i| i % 5 != 1).collect(); // 560 rows
+        let cfg = LocalConfig {
+            full_gradient: true,
+            epochs: 7, // ignored, as are steps, batch size, momentum, prox
+            batch_size: 3,
+            lr: 0.3,
+            momentum: 0.9,
+            weight_decay: 0.05,
+            prox_mu: 2.0,
+            ..LocalConfig::default()
+        };
+        let one = Work {
+            steps: 1,
+            samples: 560,
+        };
+        assert_eq!(planned_work(&cfg, 560), one);
+        assert_eq!(work_for_steps(&cfg, 560, 5), one);
+        assert_eq!(work_for_steps(&cfg, 560, 0), Work::default());
+        assert_eq!(planned_work(&cfg, 0), Work::default());
+        let mut s = Scratch::new();
+        let r = train_local(&m, &data, &idx, &p0, &cfg, None, &mut rng, &mut s);
+        assert_eq!((r.steps, r.samples), (1, 560));
+        let (g, loss) = client_gradient(&m, &data, &idx, &p0, &mut s);
+        assert_eq!(r.train_loss, loss);
+        for ((y, x), g) in r.params.iter().zip(&p0).zip(&g) {
+            assert_eq!(*y, x - 0.3 * (g + 0.05 * x));
+        }
+        // The same step as one minibatch of all the data (up to rounding).
+        let sgd = LocalConfig {
+            full_gradient: false,
+            steps: Some(1),
+            batch_size: 560,
+            ..cfg.clone()
+        };
+        let r2 = train_local(&m, &data, &idx, &p0, &sgd, None, &mut rng, &mut s);
+        for (a, b) in r.params.iter().zip(&r2.params) {
+            assert_relative_eq!(a, b, epsilon = 1e-6, max_relative = 1e-4);
+        }
+        // Partial work of zero steps leaves the model alone.
+        let r0 = train_local(&m, &data, &idx, &p0, &cfg, Some(0), &mut rng, &mut s);
+        assert_eq!((r0.steps, r0.samples, &r0.params), (0, 0, &p0));
+        // Labels go through the label map, the correction is added.
+        let flip: Vec<u32> = (0..3).rev().collect();
+        let flipped = dataset(data.x.clone(), data.y.iter().map(|&c| 2 - c).collect(), 3);
+        let corr = vec![0.25f32; p0.len()];
+        let extras = LocalExtras {
+            correction: Some(&corr),
+            label_map: Some(&flip),
+        };
+        let a = train_local_with(&m, &data, &idx, &p0, &cfg, None, &mut rng, &mut s, &extras);
+        let (gf, _) = client_gradient(&m, &flipped, &idx, &p0, &mut s);
+        for ((y, x), g) in a.params.iter().zip(&p0).zip(&gf) {
+            assert_eq!(*y, x - 0.3 * (g + 0.05 * x + 0.25));
         }
     }
 

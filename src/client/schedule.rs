@@ -10,6 +10,9 @@
 //!   each, taken consecutively from an endless sequence of shuffled passes
 //!   over the indices (a batch may straddle two passes).
 //!
+//! With `full_gradient` (FedSGD) there is no schedule: one step over all
+//! `n` samples.
+//!
 //! [`planned_work`] and [`work_for_steps`] are the closed forms of what the
 //! batch iterator used by `train_local` yields; the engine uses them to price
 //! work on the virtual clock before (or without) running it, so the three
@@ -57,6 +60,17 @@ pub fn work_for_steps(cfg: &LocalConfig, n: usize, steps: usize) -> Work {
     check(cfg);
     if n == 0 {
         return Work::default();
+    }
+    if cfg.full_gradient {
+        // One full-batch gradient step: a pass over the client's data.
+        return if steps == 0 {
+            Work::default()
+        } else {
+            Work {
+                steps: 1,
+                samples: n,
+            }
+        };
     }
     match cfg.steps {
         Some(s) => {

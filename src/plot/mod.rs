@@ -129,7 +129,8 @@ fn file_part(s: &str) -> String {
 /// Draws every figure the results folders support into `out`: the six
 /// learning curves (`{accuracy,loss}-{round,time,bytes}`) and, for the
 /// first seed of each label when its run has the files, `timeline`
-/// (events.csv) and `participation` (clients.csv) — suffixed
+/// (events.csv) and `participation` (clients.csv with at least one
+/// client) — suffixed
 /// `-<label>-s<seed>` when several runs are plotted. Returns the files written (SVG and PNG of each figure).
 pub fn plot_results(
     dirs: &[PathBuf],
@@ -193,7 +194,8 @@ pub fn plot_results(
                 )?);
             }
         }
-        if let Some(clients) = input::read_clients(&run.dir)? {
+        // No client was ever selected in the data-parallel baselines: no figure.
+        if let Some(clients) = input::read_clients(&run.dir)?.filter(|c| !c.is_empty()) {
             let fig = participation::Participation::new(&clients, input::read_population(&run.dir));
             written.extend(style::save(
                 &fig,

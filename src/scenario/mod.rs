@@ -12,6 +12,7 @@ pub mod raw;
 
 use std::path::{Path, PathBuf};
 
+use crate::baseline::{BaselineKind, DataParallelSpec};
 use crate::byzantine::{Attack, ByzantineSpec};
 use crate::client::LocalConfig;
 use crate::data::synthetic::{MixtureConfig, SyntheticConfig};
@@ -152,6 +153,15 @@ pub enum StrategySpec {
         /// Multi-Krum's averaged updates.
         m: Option<usize>,
     },
+    /// FedSGD.
+    FedSgd {
+        /// Server learning rate η.
+        server_lr: f64,
+    },
+    /// The parameter-server baseline (not federated; see [`crate::baseline`]).
+    ParameterServer(DataParallelSpec),
+    /// The centralised baseline (not federated; see [`crate::baseline`]).
+    Centralised(DataParallelSpec),
     /// FedAsync (asynchronous engine).
     FedAsync {
         /// Mixing weight α.
@@ -748,6 +758,7 @@ pub fn validate(mut raw: RawScenario, origin: &str) -> Result<Scenario, Scenario
         momentum: cl.momentum as f32,
         weight_decay: cl.weight_decay as f32,
         prox_mu: 0.0,
+        full_gradient: false,
     };
 
     // ---- system ----
@@ -821,6 +832,15 @@ pub fn validate(mut raw: RawScenario, origin: &str) -> Result<Scenario, Scenario
 
     // ---- byzantine ----
     let byzantine = validate_byzantine(&mut c, &mut raw.byzantine, clients)?;
+    if byzantine.is_some()
+        && let Some(b) = crate::baseline::spec_of(&strategy)
+    {
+        c.notes.push(format!(
+            "`byzantine` is ignored: strategy.kind = \"{}\" trains on pooled data, \
+             without clients to corrupt",
+            b.kind.name()
+        ));
+    }
 
     Ok(Scenario {
         name: raw.name.clone(),
@@ -1121,6 +1141,55 @@ fn validate_strategy(
                 ));
             }
             StrategySpec::Krum { f, m: Some(m) }
+        }
+        StrategyKind::Fedsgd => StrategySpec::FedSgd {
+            server_lr: c.positive("strategy.fedsgd.server_lr", st.fedsgd.server_lr)?,
+        },
+        StrategyKind::ParameterServer => {
+            let ps = &mut st.parameter_server;
+            let key = |k: &str| format!("strategy.parameter-server.{k}");
+            let workers = c.positive_count(&key("workers"), ps.workers)?;
+            let steps_per_round = c.positive_count(&key("steps_per_round"), ps.steps_per_round)?;
+            let batch_size = c.positive_count(
+                &key("batch_size"),
+                *ps.batch_size.get_or_insert(cl.batch_size),
+            )?;
+            let d = &ps.device;
+            for (k, dist) in [
+                ("device.gflops", &d.gflops),
+                ("device.down_mbps", &d.down_mbps),
+                ("device.up_mbps", &d.up_mbps),
+                ("device.latency_ms", &d.latency_ms),
+            ] {
+                dist.validate().map_err(|m| c.invalid(&key(k), m))?;
+            }
+            StrategySpec::ParameterServer(DataParallelSpec {
+                kind: BaselineKind::ParameterServer,
+                workers,
+                steps_per_round,
+                batch_size,
+                devices: DeviceModel {
+                    gflops: d.gflops.clone(),
+                    down_mbps: d.down_mbps.clone(),
+                    up_mbps: d.up_mbps.clone(),
+                    latency_ms: d.latency_ms.clone(),
+                },
+            })
+        }
+        StrategyKind::Centralised => {
+            let ce = &mut st.centralised;
+            let steps_per_round =
+                c.positive_count("strategy.centralised.steps_per_round", ce.steps_per_round)?;
+            let batch_size = c.positive_count(
+                "strategy.centralised.batch_size",
+                *ce.batch_size.get_or_insert(cl.batch_size),
+            )?;
+            let gflops = c.positive("strategy.centralised.gflops", ce.gflops)?;
+            StrategySpec::Centralised(DataParallelSpec::centralised(
+                steps_per_round,
+                batch_size,
+                gflops,
+            ))
         }
         StrategyKind::Fedasync => {
             let t = &mut st.fedasync;
@@ -1527,6 +1596,106 @@ mod tests {
         assert_eq!(
             strategy("fedavg", &["strategy.krum.f=40"]).unwrap(),
             StrategySpec::FedAvg
+        );
+    }
+
+    #[test]
+    fn baselines_and_fedsgd_have_defaults_and_checks() {
+        assert_eq!(
+            strategy("fedsgd", &[]).unwrap(),
+            StrategySpec::FedSgd { server_lr: 0.1 }
+        );
+        let s = from_str(
+            "[client]\nbatch_size = 32",
+            "s.toml",
+            &["strategy.kind=parameter-server".into()],
+        )
+        .unwrap();
+        let StrategySpec::ParameterServer(ps) = &s.strategy else {
+            panic!("{:?}", s.strategy)
+        };
+        assert_eq!(
+            (ps.kind, ps.workers, ps.steps_per_round, ps.batch_size),
+            (BaselineKind::ParameterServer, 2, 100, 32)
+        );
+        assert!(ps.communicates());
+        assert_eq!(ps.devices.gflops, crate::system::Dist::Fixed(100.0));
+        assert_eq!(ps.devices.up_mbps, crate::system::Dist::Fixed(10_000.0));
+        assert_eq!(ps.devices.latency_ms, crate::system::Dist::Fixed(0.1));
+        // The batch size default is written back.
+        let text = s.resolved_toml();
+        assert!(text.contains("[strategy.parameter-server]"), "{text}");
+        let again = from_str(&text, "r.toml", &[]).unwrap();
+        assert_eq!(again.strategy, s.strategy);
+        let s = strategy(
+            "centralised",
+            &[
+                "strategy.centralised.batch_size=64",
+                "strategy.centralised.gflops=50",
+            ],
+        )
+        .unwrap();
+        let StrategySpec::Centralised(ce) = &s else {
+            panic!("{s:?}")
+        };
+        assert_eq!((ce.workers, ce.batch_size), (1, 64));
+        assert_eq!(ce.devices.gflops, crate::system::Dist::Fixed(50.0));
+        assert!(!ce.communicates());
+        for (kind, set, key) in [
+            (
+                "fedsgd",
+                "strategy.fedsgd.server_lr=0",
+                "strategy.fedsgd.server_lr",
+            ),
+            (
+                "parameter-server",
+                "strategy.parameter-server.workers=0",
+                "strategy.parameter-server.workers",
+            ),
+            (
+                "parameter-server",
+                "strategy.parameter-server.steps_per_round=0",
+                "strategy.parameter-server.steps_per_round",
+            ),
+            (
+                "parameter-server",
+                "strategy.parameter-server.batch_size=0",
+                "strategy.parameter-server.batch_size",
+            ),
+            (
+                "parameter-server",
+                "strategy.parameter-server.device.up_mbps=-1",
+                "strategy.parameter-server.device.up_mbps",
+            ),
+            (
+                "centralised",
+                "strategy.centralised.gflops=0",
+                "strategy.centralised.gflops",
+            ),
+            (
+                "centralised",
+                "strategy.centralised.steps_per_round=0",
+                "strategy.centralised.steps_per_round",
+            ),
+        ] {
+            let e = strategy(kind, &[set]).unwrap_err();
+            assert!(e.contains(&format!("`{key}`")), "{set}: {e}");
+        }
+        let e = strategy("parameter-server", &["strategy.parameter-server.gpus=2"]).unwrap_err();
+        assert!(e.contains("gpus") && e.contains("workers"), "{e}");
+        // Attackers have nobody to corrupt in a baseline: noted, not an error.
+        let s = from_str(
+            "[data]\ndevices = 50\n[byzantine]\nfraction = 0.2",
+            "s.toml",
+            &["strategy.kind=centralised".into()],
+        )
+        .unwrap();
+        assert!(
+            s.notes
+                .iter()
+                .any(|n| n.contains("byzantine") && n.contains("centralised")),
+            "{:?}",
+            s.notes
         );
     }
 

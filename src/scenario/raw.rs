@@ -293,6 +293,12 @@ pub enum StrategyKind {
     Krum,
     /// Multi-Krum.
     MultiKrum,
+    /// FedSGD: one full-batch gradient per client, one server step a round.
+    Fedsgd,
+    /// Data-parallel baseline: a parameter server and workers on pooled data.
+    ParameterServer,
+    /// Centralised baseline: one worker, all data, minibatch SGD.
+    Centralised,
     /// FedAsync (asynchronous).
     Fedasync,
     /// FedBuff (asynchronous).
@@ -328,6 +334,13 @@ pub struct RawStrategy {
     /// `[strategy.multi-krum]`.
     #[serde(rename = "multi-krum")]
     pub multi_krum: RawMultiKrum,
+    /// `[strategy.fedsgd]`.
+    pub fedsgd: RawFedSgd,
+    /// `[strategy.parameter-server]`.
+    #[serde(rename = "parameter-server")]
+    pub parameter_server: RawParameterServer,
+    /// `[strategy.centralised]`.
+    pub centralised: RawCentralised,
     /// `[strategy.fedasync]`.
     pub fedasync: RawFedAsync,
     /// `[strategy.fedbuff]`.
@@ -348,6 +361,9 @@ impl Default for RawStrategy {
             trimmed_mean: RawTrimmedMean::default(),
             krum: RawKrum::default(),
             multi_krum: RawMultiKrum::default(),
+            fedsgd: RawFedSgd::default(),
+            parameter_server: RawParameterServer::default(),
+            centralised: RawCentralised::default(),
             fedasync: RawFedAsync::default(),
             fedbuff: RawFedBuff::default(),
         }
@@ -513,6 +529,93 @@ pub struct RawMultiKrum {
 impl Default for RawMultiKrum {
     fn default() -> Self {
         Self { f: 1, m: None }
+    }
+}
+
+/// `[strategy.fedsgd]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawFedSgd {
+    /// Server learning rate η of `x ← x − η Σ p_i g_i` (default 0.1).
+    pub server_lr: f64,
+}
+
+impl Default for RawFedSgd {
+    fn default() -> Self {
+        Self { server_lr: 0.1 }
+    }
+}
+
+/// `[strategy.parameter-server]`: the data-parallel baseline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawParameterServer {
+    /// Workers W, each computing one minibatch gradient per step (default 2).
+    pub workers: usize,
+    /// Synchronous steps per reported round (default 100).
+    pub steps_per_round: usize,
+    /// Minibatch size per worker (default `client.batch_size`).
+    pub batch_size: Option<usize>,
+    /// `[strategy.parameter-server.device]`: the workers' devices.
+    pub device: RawWorkerDevice,
+}
+
+impl Default for RawParameterServer {
+    fn default() -> Self {
+        Self {
+            workers: 2,
+            steps_per_round: 100,
+            batch_size: None,
+            device: RawWorkerDevice::default(),
+        }
+    }
+}
+
+/// `[strategy.parameter-server.device]`: each key a number (fixed) or a
+/// distribution table, as in `[system.devices]`; datacenter defaults.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawWorkerDevice {
+    /// Compute rate in GFLOP/s (default: fixed 100).
+    pub gflops: Dist,
+    /// Download (pull) bandwidth in Mbit/s (default: fixed 10000, 10 Gbit/s).
+    pub down_mbps: Dist,
+    /// Upload (push) bandwidth in Mbit/s (default: fixed 10000, 10 Gbit/s).
+    pub up_mbps: Dist,
+    /// One-way latency in milliseconds, paid once per transfer (default: fixed 0.1).
+    pub latency_ms: Dist,
+}
+
+impl Default for RawWorkerDevice {
+    fn default() -> Self {
+        Self {
+            gflops: Dist::Fixed(100.0),
+            down_mbps: Dist::Fixed(10_000.0),
+            up_mbps: Dist::Fixed(10_000.0),
+            latency_ms: Dist::Fixed(0.1),
+        }
+    }
+}
+
+/// `[strategy.centralised]`: the centralised reference.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawCentralised {
+    /// Minibatch SGD steps per reported round (default 100).
+    pub steps_per_round: usize,
+    /// Minibatch size (default `client.batch_size`).
+    pub batch_size: Option<usize>,
+    /// Compute rate of the one device, GFLOP/s (default 100).
+    pub gflops: f64,
+}
+
+impl Default for RawCentralised {
+    fn default() -> Self {
+        Self {
+            steps_per_round: 100,
+            batch_size: None,
+            gflops: 100.0,
+        }
     }
 }
 

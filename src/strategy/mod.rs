@@ -18,8 +18,13 @@
 //! | coordinate-wise median (Yin et al. 2018) | [`median`] |
 //! | β-trimmed mean (Yin et al. 2018) | [`trimmed_mean`] |
 //! | Krum / Multi-Krum (Blanchard et al. 2017) | [`krum`] |
+//! | FedSGD (McMahan et al. 2017) | [`fedsgd`] |
 //! | FedAsync (Xie et al. 2019), asynchronous | [`fedasync`] |
 //! | FedBuff (Nguyen et al. 2022), asynchronous | [`fedbuff`] |
+//!
+//! The data-parallel baselines FL is measured against (parameter server,
+//! centralised training) are not aggregation rules; they live in
+//! [`crate::baseline`].
 //!
 //! Asynchronous rules also implement [`AsyncStrategy`] and return it from
 //! [`Strategy::as_async`]; that switches the experiment to the asynchronous
@@ -42,6 +47,7 @@ pub mod fedbuff;
 pub mod fednova;
 pub mod fedopt;
 pub mod fedprox;
+pub mod fedsgd;
 pub mod krum;
 pub mod median;
 pub mod scaffold;
@@ -58,6 +64,7 @@ pub use fedbuff::{FedBuff, ServerOpt};
 pub use fednova::FedNova;
 pub use fedopt::{FedOpt, FedOptKind};
 pub use fedprox::FedProx;
+pub use fedsgd::FedSgd;
 pub use krum::Krum;
 pub use median::Median;
 pub use scaffold::Scaffold;

@@ -291,11 +291,16 @@ pub struct DeviceModel {
 impl DeviceModel {
     /// The profile of `client`, drawn from its own stream (always the same).
     pub fn profile(&self, seed: u64, client: usize) -> DeviceProfile {
-        let mut rng = stream(seed, Purpose::Devices, client as u64, 0);
-        let gflops = self.gflops.sample(&mut rng);
-        let down_mbps = self.down_mbps.sample(&mut rng);
-        let up_mbps = self.up_mbps.sample(&mut rng);
-        let latency_s = self.latency_ms.sample(&mut rng) / 1000.0;
+        self.draw(&mut stream(seed, Purpose::Devices, client as u64, 0))
+    }
+
+    /// A profile drawn from `rng`: compute, download, upload, latency, in
+    /// that order.
+    pub fn draw(&self, rng: &mut Rng) -> DeviceProfile {
+        let gflops = self.gflops.sample(rng);
+        let down_mbps = self.down_mbps.sample(rng);
+        let up_mbps = self.up_mbps.sample(rng);
+        let latency_s = self.latency_ms.sample(rng) / 1000.0;
         DeviceProfile {
             gflops,
             down_mbps,

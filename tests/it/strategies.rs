@@ -5,20 +5,7 @@ use std::path::Path;
 use crate::{TINY, column, fedsim, read_csv, write};
 
 fn run(scenario: &Path, out: &Path, extra: &[&str]) {
-    let o = fedsim()
-        .arg("run")
-        .arg(scenario)
-        .arg("--out")
-        .arg(out)
-        .arg("--quiet")
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "fedsim run {extra:?} failed:\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    crate::fedsim_ok("run", scenario, out, extra);
 }
 
 /// A fast version of `scenarios/byzantine.toml`: a well-separated Gaussian
@@ -166,7 +153,7 @@ fn shipped_strategy_scenarios_validate_under_every_kind() {
         return;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
-    for file in ["byzantine.toml", "compare-skew.toml"] {
+    for file in ["byzantine.toml", "compare-skew.toml", "seed-contrast.toml"] {
         for kind in [
             "fedavg",
             "fedprox",
@@ -180,6 +167,9 @@ fn shipped_strategy_scenarios_validate_under_every_kind() {
             "trimmed-mean",
             "krum",
             "multi-krum",
+            "fedsgd",
+            "parameter-server",
+            "centralised",
         ] {
             let o = fedsim()
                 .arg("validate")
