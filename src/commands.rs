@@ -413,6 +413,53 @@ pub fn inspect_with_plots(
     if let Some(d) = s.system.deadline {
         writeln!(out, "deadline: {}", human_duration(d.as_secs()))?;
     }
+    inspect_async_and_availability(out, &s)?;
+    Ok(())
+}
+
+/// `inspect`'s lines on asynchronous training and availability.
+fn inspect_async_and_availability(out: &mut impl Write, s: &Scenario) -> std::io::Result<()> {
+    use crate::scenario::StrategySpec;
+    match &s.strategy {
+        StrategySpec::FedAsync { concurrency, .. } => writeln!(
+            out,
+            "asynchronous: {concurrency} clients in flight, each arrival is a server update{}",
+            if s.system.deadline.is_some() {
+                "; the deadline is a per-client timeout"
+            } else {
+                ""
+            }
+        )?,
+        StrategySpec::FedBuff {
+            buffer,
+            concurrency,
+            ..
+        } => writeln!(
+            out,
+            "asynchronous: {concurrency} clients in flight, {buffer} updates per server update{}",
+            if s.system.deadline.is_some() {
+                "; the deadline is a per-client timeout"
+            } else {
+                ""
+            }
+        )?,
+        _ => {}
+    }
+    let a = &s.system.availability;
+    if !a.is_always() {
+        let counts: Vec<String> = (0..8)
+            .map(|k| {
+                let t = crate::engine::SimTime::from_secs(k as f64 * 3.0 * 3600.0);
+                a.count_online(s.seed, s.clients, t).to_string()
+            })
+            .collect();
+        writeln!(
+            out,
+            "availability ({}): clients online at 00, 03, …, 21 h UTC of day 1: {}",
+            a.name(),
+            counts.join(" ")
+        )?;
+    }
     Ok(())
 }
 

@@ -166,6 +166,16 @@ pub enum Availability {
 }
 
 impl Availability {
+    /// The kind's scenario name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Availability::Always => "always",
+            Availability::OnOff(_) => "onoff",
+            Availability::Diurnal(_) => "diurnal",
+            Availability::Trace(_) => "trace",
+        }
+    }
+
     /// True for [`Availability::Always`].
     pub fn is_always(&self) -> bool {
         matches!(self, Availability::Always)
