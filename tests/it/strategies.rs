@@ -153,7 +153,12 @@ fn shipped_strategy_scenarios_validate_under_every_kind() {
         return;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
-    for file in ["byzantine.toml", "compare-skew.toml", "seed-contrast.toml"] {
+    for file in [
+        "byzantine.toml",
+        "compare-skew.toml",
+        "seed-contrast.toml",
+        "async-vs-sync.toml",
+    ] {
         for kind in [
             "fedavg",
             "fedprox",
@@ -170,6 +175,8 @@ fn shipped_strategy_scenarios_validate_under_every_kind() {
             "fedsgd",
             "parameter-server",
             "centralised",
+            "fedasync",
+            "fedbuff",
         ] {
             let o = fedsim()
                 .arg("validate")
