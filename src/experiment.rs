@@ -71,7 +71,9 @@ impl From<PartitionError> for RunError {
 }
 
 /// One row of `metrics.csv`: an evaluated round. Counters and byte columns
-/// are for that round alone; `cum_*` columns cover every round so far.
+/// are for that round alone; `cum_*` columns cover every round so far. In
+/// asynchronous runs a row is a server update and its counters cover the
+/// time since the previous one (see [`crate::async_run`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RoundRow {
     /// Round number, from 1.
