@@ -32,6 +32,7 @@ pub mod compare;
 pub mod data;
 pub mod engine;
 pub mod experiment;
+pub mod memory;
 pub mod model;
 pub mod partition;
 pub mod plot;
