@@ -499,6 +499,61 @@ mod tests {
     use approx::assert_relative_eq;
     use rand::{RngExt, SeedableRng};
 
+    /// The fused optimiser step against the separate passes it replaced
+    /// (weight decay, prox, correction, then plain or momentum SGD), bit
+    /// for bit, for every combination of terms.
+    #[test]
+    fn fused_sgd_step_equals_separate_passes_bitwise() {
+        let mut rng = Rng::seed_from_u64(77);
+        let n = 37;
+        let mut vec =
+            |s: f32| -> Vec<f32> { (0..n).map(|_| s * rng.random_range(-1.0f32..1.0)).collect() };
+        let (w0, g0, global, corr, v0) = (vec(1.0), vec(3.0), vec(1.0), vec(0.5), vec(2.0));
+        for mask in 0..16u32 {
+            let step = SgdStep {
+                lr: 0.037,
+                weight_decay: if mask & 1 != 0 { 0.013 } else { 0.0 },
+                prox_mu: if mask & 2 != 0 { 0.31 } else { 0.0 },
+                momentum: if mask & 8 != 0 { 0.9 } else { 0.0 },
+            };
+            let correction = (mask & 4 != 0).then_some(&corr[..]);
+            // Separate passes, as local training did them before.
+            let (mut w, mut g, mut v) = (w0.clone(), g0.clone(), v0.clone());
+            if step.weight_decay != 0.0 {
+                for (g, w) in g.iter_mut().zip(&w) {
+                    *g += step.weight_decay * w;
+                }
+            }
+            if step.prox_mu != 0.0 {
+                for ((g, w), w0) in g.iter_mut().zip(&w).zip(&global) {
+                    *g += step.prox_mu * (w - w0);
+                }
+            }
+            if let Some(c) = correction {
+                for (g, c) in g.iter_mut().zip(c) {
+                    *g += c;
+                }
+            }
+            if step.momentum != 0.0 {
+                for ((w, g), v) in w.iter_mut().zip(&g).zip(&mut v) {
+                    *v = step.momentum * *v + g;
+                    *w -= step.lr * *v;
+                }
+            } else {
+                for (w, g) in w.iter_mut().zip(&g) {
+                    *w -= step.lr * g;
+                }
+            }
+            let (mut fw, mut fg, mut fv) = (w0.clone(), g0.clone(), v0.clone());
+            step.apply(&mut fw, &mut fg, &global, correction, &mut fv);
+            let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&fw), bits(&w), "parameters, mask {mask}");
+            assert_eq!(bits(&fg), bits(&g), "gradient, mask {mask}");
+            assert_eq!(bits(&fv), bits(&v), "velocity, mask {mask}");
+            assert_ne!(bits(&fw), bits(&w0), "the step moved nothing, mask {mask}");
+        }
+    }
+
     fn dataset(x: Array2<f32>, y: Vec<u32>, c: usize) -> Dataset {
         Dataset {
             x,
