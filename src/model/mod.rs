@@ -22,6 +22,7 @@ use ndarray::ArrayView2;
 
 mod dense;
 pub mod mlp;
+mod small_gemm;
 pub mod softmax;
 
 #[cfg(test)]
