@@ -13,6 +13,9 @@
 //! * `FEDSIM_BENCH_SMOKE=1`: two rounds per scenario and short GEMM trials, so
 //!   the whole bench finishes in seconds (CI runs this to keep it working);
 //! * `FEDSIM_BENCH_THREADS=N`: threads given to each run (default: all cores);
+//! * `FEDSIM_BENCH_SCALING=1`: also runs each selected scenario with 1
+//!   thread and prints a thread-scaling table (wall time with 1 thread and
+//!   with `FEDSIM_BENCH_THREADS`, speed-up, parallel efficiency);
 //! * `FEDSIM_BENCH_ONLY=text`: only the scenarios whose name contains `text`
 //!   (also accepted as `cargo bench -- text`).
 //!
@@ -98,11 +101,16 @@ struct Options {
     smoke: bool,
     threads: usize,
     only: Option<String>,
+    /// Also run each scenario with one thread (`FEDSIM_BENCH_SCALING=1`).
+    scaling: bool,
 }
 
 fn options() -> Result<Options, String> {
-    let smoke = std::env::var("FEDSIM_BENCH_SMOKE")
-        .is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false" | "no"));
+    let flag = |name: &str| {
+        std::env::var(name).is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false" | "no"))
+    };
+    let smoke = flag("FEDSIM_BENCH_SMOKE");
+    let scaling = flag("FEDSIM_BENCH_SCALING");
     let threads = match std::env::var("FEDSIM_BENCH_THREADS") {
         Ok(v) => match v.trim().parse::<usize>() {
             Ok(n) if n >= 1 => n,
@@ -124,6 +132,7 @@ fn options() -> Result<Options, String> {
         smoke,
         threads,
         only,
+        scaling,
     })
 }
 
@@ -338,8 +347,13 @@ fn run_scenario(
     root: &Path,
     scenarios: &Path,
     opts: &Options,
+    threads: usize,
 ) -> Result<Row, String> {
-    let out = root.join(bench.name);
+    let out = if threads == opts.threads {
+        root.join(bench.name)
+    } else {
+        root.join(format!("{}-threads{threads}", bench.name))
+    };
     if out.exists() {
         std::fs::remove_dir_all(&out)
             .map_err(|e| format!("cannot clear {}: {e}", out.display()))?;
@@ -347,7 +361,7 @@ fn run_scenario(
     let file = scenarios.join(bench.file);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_fedsim"));
     cmd.arg("--threads")
-        .arg(opts.threads.to_string())
+        .arg(threads.to_string())
         .arg("run")
         .arg(&file)
         .arg("--out")
@@ -398,6 +412,41 @@ fn run_scenario(
         timing,
         others,
     })
+}
+
+/// The thread-scaling table (empty without `FEDSIM_BENCH_SCALING=1` runs):
+/// per scenario, wall time with 1 thread and with the bench's thread count,
+/// the speed-up and the parallel efficiency (speed-up / threads).
+fn scaling_table(rows: &[Row], single: &[Row]) -> String {
+    if single.is_empty() {
+        return String::new();
+    }
+    let mut t = String::from(
+        "\nThread scaling (wall s without setup):\n\n\
+         | scenario | threads | wall s (1 thread) | wall s | speed-up | efficiency % |\n\
+         |---|---|---|---|---|---|\n",
+    );
+    for one in single {
+        let Some(many) = rows.iter().find(|r| r.name == one.name) else {
+            continue;
+        };
+        let speedup = if many.timing.wall_s > 0.0 {
+            one.timing.wall_s / many.timing.wall_s
+        } else {
+            f64::NAN
+        };
+        let _ = writeln!(
+            t,
+            "| {} | {} | {:.2} | {:.2} | {:.2} | {:.0} |",
+            one.name,
+            many.timing.threads,
+            one.timing.wall_s,
+            many.timing.wall_s,
+            speedup,
+            100.0 * speedup / many.timing.threads as f64
+        );
+    }
+    t
 }
 
 /// Share of `part` in `whole`, in percent ("-" when `whole` is zero).
@@ -555,6 +604,7 @@ fn main() -> ExitCode {
     let scenarios = manifest.join("scenarios");
     let have_fmnist = Path::new(FASHION_MNIST).is_dir();
     let mut rows = Vec::new();
+    let mut single: Vec<Row> = Vec::new();
     let mut skipped = Vec::new();
     for b in selected {
         if b.fashion_mnist && !have_fmnist {
@@ -566,11 +616,21 @@ fn main() -> ExitCode {
             continue;
         }
         eprintln!("running {} …", b.name);
-        match run_scenario(b, &root, &scenarios, &opts) {
+        match run_scenario(b, &root, &scenarios, &opts, opts.threads) {
             Ok(r) => rows.push(r),
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::FAILURE;
+            }
+        }
+        if opts.scaling && opts.threads > 1 {
+            eprintln!("running {} with 1 thread …", b.name);
+            match run_scenario(b, &root, &scenarios, &opts, 1) {
+                Ok(r) => single.push(r),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
             }
         }
     }
@@ -584,15 +644,18 @@ fn main() -> ExitCode {
     let mut md = format!(
         "Machine: {cpu}; load average before the runs {load}.{mode}\n\n{gemm_text}\n{table}"
     );
+    let scaling = scaling_table(&rows, &single);
+    md.push_str(&scaling);
     let mut warnings = String::new();
-    for r in &rows {
+    for r in rows.iter().chain(&single) {
         if let Some(o) = r.others.filter(|&o| o > NOISY) {
             let _ = writeln!(
                 warnings,
-                "Warning: other processes used {:.0} % of the machine's CPU time while {} ran; \
-                 its figures are unreliable, run the bench again on a quiet machine.",
+                "Warning: other processes used {:.0} % of the machine's CPU time while {} ran \
+                 ({} threads); its figures are unreliable, run the bench again on a quiet machine.",
                 100.0 * o,
-                r.name
+                r.name,
+                r.timing.threads
             );
         }
     }
@@ -612,7 +675,7 @@ fn main() -> ExitCode {
          train GFLOP/s: training FLOPs / time in training; % of GEMM peak: that over the \
          per-core peak × threads; overhead: wall − training − evaluation.\n",
     );
-    println!("\n{gemm_text}\n{table}");
+    println!("\n{gemm_text}\n{table}{scaling}");
     if !warnings.is_empty() {
         println!("{warnings}");
     }

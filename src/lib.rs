@@ -36,6 +36,7 @@ pub mod compare;
 pub mod data;
 pub mod engine;
 pub mod experiment;
+pub mod memory;
 pub mod model;
 pub mod partition;
 pub mod plot;

@@ -217,6 +217,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    fedsim::memory::keep_freed_memory();
     let cli = Cli::parse();
     if let Some(n) = cli.threads {
         if n == 0 {

@@ -109,15 +109,30 @@ pub(crate) struct Batches {
 
 impl Batches {
     /// The schedule over `indices` (must be non-empty) for `cfg`.
+    #[cfg(test)]
     pub(crate) fn new(cfg: &LocalConfig, indices: &[u32]) -> Self {
+        Self::new_in(cfg, indices, Vec::new())
+    }
+
+    /// [`Batches::new`] keeping the order in `buf` (its contents are
+    /// replaced), so a reused buffer saves the allocation; get it back with
+    /// [`Batches::into_buffer`].
+    pub(crate) fn new_in(cfg: &LocalConfig, indices: &[u32], mut buf: Vec<u32>) -> Self {
         check(cfg);
         assert!(!indices.is_empty(), "a schedule needs at least one sample");
+        buf.clear();
+        buf.extend_from_slice(indices);
         Self {
-            order: indices.to_vec(),
+            order: buf,
             pos: indices.len(),
             batch: cfg.batch_size,
             straddle: cfg.steps.is_some(),
         }
+    }
+
+    /// The order buffer, for reuse by [`Batches::new_in`].
+    pub(crate) fn into_buffer(self) -> Vec<u32> {
+        self.order
     }
 
     /// Writes the next batch's row indices into `out` (cleared first).

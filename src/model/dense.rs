@@ -18,7 +18,7 @@
 //! is single-threaded matrixmultiply), so results are bit-identical across
 //! runs and threads.
 
-use super::Scratch;
+use super::{Scratch, small_gemm};
 use crate::rng::Rng;
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2, s};
@@ -27,6 +27,12 @@ use rand::RngExt;
 /// Rows per block in [`Dense::evaluate`]: bounds the scratch memory
 /// (`EVAL_BLOCK × Σ d_l` floats) while keeping the GEMMs large.
 const EVAL_BLOCK: usize = 512;
+
+/// Batches of at most this many rows multiply in the forward pass with
+/// [`small_gemm`] (no packing; bit-identical to the GEMM) when the layer's
+/// width is a multiple of 8 and at least 16; larger batches and narrow
+/// layers use the GEMM.
+const SMALL_ROWS: usize = 64;
 
 /// A fully connected ReLU network with a softmax cross-entropy head.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,14 +182,28 @@ impl Dense {
             for row in out.chunks_exact_mut(dout) {
                 row.copy_from_slice(bias);
             }
-            let mut z = ArrayViewMut2::from_shape((rows, dout), &mut *out).expect("Z shape");
-            if l == 1 {
-                general_mat_mul(1.0, &x, &w, 1.0, &mut z);
+            let wflat = &params[w_off..b_off];
+            let a_in: Option<&[f32]> = if l == 1 {
+                x.as_slice()
             } else {
                 let p_off = self.act_off(rows, l - 1);
-                let prev = ArrayView2::from_shape((rows, din), &before[p_off..p_off + rows * din])
-                    .expect("A shape");
-                general_mat_mul(1.0, &prev, &w, 1.0, &mut z);
+                Some(&before[p_off..p_off + rows * din])
+            };
+            // Narrow outputs (e.g. a 10-class head) leave the kernel's
+            // vector tiles idle: the GEMM is faster there.
+            let done = rows <= SMALL_ROWS
+                && dout >= 16
+                && dout % 8 == 0
+                && a_in.is_some_and(|a| small_gemm::add_product(a, wflat, out, rows, din, dout));
+            if !done {
+                let mut z = ArrayViewMut2::from_shape((rows, dout), &mut *out).expect("Z shape");
+                match a_in {
+                    Some(a) => {
+                        let av = ArrayView2::from_shape((rows, din), a).expect("A shape");
+                        general_mat_mul(1.0, &av, &w, 1.0, &mut z);
+                    }
+                    None => general_mat_mul(1.0, &x, &w, 1.0, &mut z),
+                }
             }
             if l < last {
                 for v in out.iter_mut() {

@@ -22,6 +22,7 @@ use ndarray::ArrayView2;
 
 mod dense;
 pub mod mlp;
+mod small_gemm;
 pub mod softmax;
 
 #[cfg(test)]
@@ -35,6 +36,10 @@ pub use softmax::SoftmaxRegression;
 pub struct Scratch {
     /// Buffers indexed by the model's own convention; grown on demand.
     pub bufs: Vec<Vec<f32>>,
+    /// Index buffers for callers (local training keeps its shuffled order,
+    /// the minibatch's rows and its labels here), so a client's training
+    /// allocates nothing once the thread's scratch has grown.
+    pub(crate) idx: [Vec<u32>; 3],
 }
 
 impl Scratch {
