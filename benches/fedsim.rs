@@ -61,6 +61,10 @@ const BENCHES: &[Bench] = &[
     },
 ];
 
+/// Share of the machine's CPU time taken by other processes during a run
+/// above which the bench warns that the figures are unreliable.
+const NOISY: f64 = 0.05;
+
 /// Overrides applied in smoke mode: a couple of rounds, evaluated once.
 const SMOKE_SETS: &[&str] = &["rounds=2", "eval.every=1"];
 
@@ -295,6 +299,37 @@ struct Row {
     name: String,
     summary: Summary,
     timing: Timing,
+    /// Share of the machine's CPU time used by other processes while the
+    /// scenario ran (Linux only).
+    others: Option<f64>,
+}
+
+/// Busy and total CPU ticks of the whole machine since boot, from the first
+/// line of `/proc/stat` (idle and iowait count as not busy; steal counts as
+/// busy, since the hypervisor gave the time to someone else).
+fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .take(8)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    let total: u64 = v.iter().sum();
+    let idle = v.get(3)? + v.get(4)?;
+    Some((total - idle, total))
+}
+
+/// CPU ticks (user + system) of this process's finished children, from
+/// `/proc/self/stat` (`cutime`, `cstime`).
+fn children_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name in parentheses, from field 3 (state).
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let cutime: u64 = f.get(13)?.parse().ok()?;
+    let cstime: u64 = f.get(14)?.parse().ok()?;
+    Some(cutime + cstime)
 }
 
 /// Runs one scenario through the binary; `Err` carries a message for the user.
@@ -323,11 +358,20 @@ fn run_scenario(
             cmd.arg("--set").arg(s);
         }
     }
+    let before = machine_ticks().zip(children_ticks());
     let t = Instant::now();
     let output = cmd
         .output()
         .map_err(|e| format!("cannot start {}: {e}", env!("CARGO_BIN_EXE_fedsim")))?;
     let elapsed = t.elapsed().as_secs_f64();
+    let others = before.zip(machine_ticks().zip(children_ticks())).and_then(
+        |(((b0, t0), c0), ((b1, t1), c1))| {
+            let total = t1.checked_sub(t0).filter(|&t| t > 0)? as f64;
+            let busy = b1.saturating_sub(b0) as f64;
+            let ours = c1.saturating_sub(c0) as f64;
+            Some(((busy - ours) / total).clamp(0.0, 1.0))
+        },
+    );
     if !output.status.success() {
         return Err(format!(
             "fedsim run {} failed ({}):\n{}",
@@ -352,6 +396,7 @@ fn run_scenario(
         name: bench.name.to_string(),
         summary,
         timing,
+        others,
     })
 }
 
@@ -539,6 +584,22 @@ fn main() -> ExitCode {
     let mut md = format!(
         "Machine: {cpu}; load average before the runs {load}.{mode}\n\n{gemm_text}\n{table}"
     );
+    let mut warnings = String::new();
+    for r in &rows {
+        if let Some(o) = r.others.filter(|&o| o > NOISY) {
+            let _ = writeln!(
+                warnings,
+                "Warning: other processes used {:.0} % of the machine's CPU time while {} ran; \
+                 its figures are unreliable, run the bench again on a quiet machine.",
+                100.0 * o,
+                r.name
+            );
+        }
+    }
+    if !warnings.is_empty() {
+        md.push('\n');
+        md.push_str(&warnings);
+    }
     if !skipped.is_empty() {
         let _ = write!(
             md,
@@ -552,6 +613,9 @@ fn main() -> ExitCode {
          per-core peak × threads; overhead: wall − training − evaluation.\n",
     );
     println!("\n{gemm_text}\n{table}");
+    if !warnings.is_empty() {
+        println!("{warnings}");
+    }
     let path = root.join("bench.md");
     match std::fs::write(&path, &md) {
         Ok(()) => println!("written to {}", path.display()),

@@ -18,6 +18,7 @@
 //! * [`experiment`] — a scenario run round by round;
 //! * [`report`] — result files;
 //! * [`compare`] — `fedsim compare`: strategies × seeds and their table;
+//! * [`sweep`] — `fedsim sweep` / `collect`: grids × seeds, resumable, local or Slurm;
 //! * [`plot`] — figures for papers (SVG and PNG);
 //! * [`trace`] — per-client traces of the virtual clock (`events.csv`, `clients.csv`);
 //! * [`training`] — client work shared by the engines: trips, parallel local training;
@@ -37,6 +38,7 @@ pub mod report;
 pub mod rng;
 pub mod scenario;
 pub mod strategy;
+pub mod sweep;
 pub mod system;
 pub mod trace;
 pub mod training;

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use fedsim::commands::{self, PlotArgs, RunArgs, ScenarioArgs};
 use fedsim::compare::{self, CompareArgs, PlanArgs};
 use fedsim::plot::{DEFAULT_DPI, PlotOptions, Size};
+use fedsim::sweep::{self, CollectArgs, SlurmOptions, SweepArgs};
 
 /// fedsim: a discrete-event simulator for federated learning.
 #[derive(Parser)]
@@ -87,6 +88,85 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
         /// Do not draw the figures (mean ± std over seeds) into <results>/plots/.
+        #[arg(long)]
+        no_plots: bool,
+    },
+    /// Run a scenario over a grid of settings × seeds, resumably (or write
+    /// a Slurm array job for it), and tabulate the results.
+    Sweep {
+        #[command(flatten)]
+        scenario: ScenarioOpts,
+        /// A grid axis: a scenario key and its values, e.g. --grid
+        /// client.lr=0.01,0.1 (repeat for more axes; every combination
+        /// runs). Commas inside [..], {..} and quotes do not split.
+        #[arg(long = "grid", value_name = "KEY=V1,V2,..")]
+        grid: Vec<String>,
+        /// Number of seeds per grid point: seed, seed+1, … (default 1).
+        #[arg(long, value_name = "N")]
+        seeds: Option<usize>,
+        /// Common target test accuracy in [0, 1] for the "to target"
+        /// columns (default: eval.target_accuracy when all points share
+        /// it, else 95 % of the best mean final accuracy).
+        #[arg(long, value_name = "ACC")]
+        target: Option<f64>,
+        /// The sweep's folder (default: results/<scenario name>/sweep/).
+        /// The same command into the same folder resumes the sweep.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Simulations in flight at once (default: the thread count).
+        #[arg(long, value_name = "N", conflicts_with = "slurm")]
+        jobs: Option<usize>,
+        /// No progress bar or status lines.
+        #[arg(long, short)]
+        quiet: bool,
+        /// Do not draw the figures into <out>/plots/ when the sweep is complete.
+        #[arg(long)]
+        no_plots: bool,
+        /// Write a Slurm array job (sweep.sbatch, tasks.txt) for the runs
+        /// still to do instead of running them.
+        #[arg(long)]
+        slurm: bool,
+        /// Slurm: cores per run (also its --threads).
+        #[arg(long, default_value_t = 2, value_name = "N", requires = "slurm")]
+        cpus_per_task: usize,
+        /// Slurm: wall-clock limit per run (minutes, HH:MM:SS, D-HH:MM:SS).
+        #[arg(
+            long,
+            default_value = "01:00:00",
+            value_name = "TIME",
+            requires = "slurm"
+        )]
+        time: String,
+        /// Slurm: memory per run (e.g. 4G, 500M).
+        #[arg(long, default_value = "4G", value_name = "SIZE", requires = "slurm")]
+        mem: String,
+        /// Slurm: partition (queue) to submit to.
+        #[arg(long, value_name = "NAME", requires = "slurm")]
+        partition: Option<String>,
+        /// Slurm: account to charge.
+        #[arg(long, value_name = "NAME", requires = "slurm")]
+        account: Option<String>,
+        /// Slurm: most array tasks running at once (--array=0-N%K).
+        #[arg(long, value_name = "K", requires = "slurm")]
+        max_parallel: Option<usize>,
+        /// Slurm: the fedsim binary the tasks run (default: this binary's
+        /// absolute path).
+        #[arg(long, value_name = "PATH", requires = "slurm")]
+        fedsim: Option<String>,
+        /// Run at most K of the missing runs, then stop.
+        #[arg(long, value_name = "K", hide = true, conflicts_with = "slurm")]
+        max_runs: Option<usize>,
+    },
+    /// Merge a sweep's finished runs into the tables fedsim compare writes
+    /// (long.csv, summary.csv/md/tex, compare.json) and list missing runs.
+    Collect {
+        /// The sweep's folder (it has sweep.json).
+        #[arg(value_name = "SWEEP_DIR")]
+        dir: PathBuf,
+        /// Common target test accuracy in [0, 1] (default: the sweep's).
+        #[arg(long, value_name = "ACC")]
+        target: Option<f64>,
+        /// Do not draw the figures into <SWEEP_DIR>/plots/.
         #[arg(long)]
         no_plots: bool,
     },
@@ -186,6 +266,57 @@ fn main() -> ExitCode {
             no_plots,
         })
         .map(|_| ()),
+        Command::Sweep {
+            scenario,
+            grid,
+            seeds,
+            target,
+            out,
+            jobs,
+            quiet,
+            no_plots,
+            slurm,
+            cpus_per_task,
+            time,
+            mem,
+            partition,
+            account,
+            max_parallel,
+            fedsim,
+            max_runs,
+        } => sweep::run(&SweepArgs {
+            scenario: scenario.into_args(),
+            plan: sweep::PlanArgs {
+                grid,
+                seeds,
+                target,
+            },
+            out,
+            jobs,
+            quiet,
+            no_plots,
+            slurm: slurm.then_some(SlurmOptions {
+                cpus_per_task,
+                time,
+                mem,
+                partition,
+                account,
+                max_parallel,
+                fedsim,
+            }),
+            max_runs,
+        })
+        .map(|_| ()),
+        Command::Collect {
+            dir,
+            target,
+            no_plots,
+        } => sweep::collect::run(&CollectArgs {
+            dir,
+            target,
+            no_plots,
+        })
+        .map(|_| ()),
         Command::Validate { scenario } => commands::validate(&scenario.into_args()).map(|_| ()),
         Command::Inspect { scenario, plot } => commands::inspect_with_plots(
             &scenario.into_args(),
@@ -229,6 +360,7 @@ fn main() -> ExitCode {
                 .downcast_ref::<fedsim::scenario::ScenarioError>()
                 .is_some()
                 || e.downcast_ref::<fedsim::compare::CompareError>().is_some()
+                || e.downcast_ref::<fedsim::sweep::SweepError>().is_some()
                 || matches!(
                     e.downcast_ref::<fedsim::plot::PlotError>(),
                     Some(fedsim::plot::PlotError::Usage(_) | fedsim::plot::PlotError::Input { .. })

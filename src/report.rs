@@ -178,6 +178,13 @@ impl RunDir {
     /// `metrics.csv` (and `events.csv` when `[output] events` is on).
     pub fn create(path: &Path, scenario: &Scenario) -> Result<Self, RunError> {
         fs::create_dir_all(path).map_err(|e| out_err(path, e))?;
+        // A summary left by an earlier run in this folder would make the run
+        // being written look finished (see [`RunDir::finish`]).
+        let old = path.join("summary.json");
+        match fs::remove_file(&old) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(out_err(&old, e)),
+            _ => {}
+        }
         let sc = path.join("scenario.toml");
         fs::write(&sc, scenario.resolved_toml()).map_err(|e| out_err(&sc, e))?;
         let m = path.join("metrics.csv");
@@ -197,23 +204,38 @@ impl RunDir {
         })
     }
 
-    /// Writes `summary.json`, `timing.json` and `clients.csv`.
+    /// Writes `clients.csv`, `timing.json` and, last, `summary.json`
+    /// (atomically: written to a temporary file, then renamed). So a folder
+    /// with a `summary.json` holds a finished run, and an interrupted run
+    /// never has one — what `fedsim sweep` relies on to resume.
     pub fn finish(&self, summary: &Summary, timing: &Timing) -> Result<(), RunError> {
         let p = self.path.join("clients.csv");
         let f = fs::File::create(&p).map_err(|e| out_err(&p, e))?;
         self.participation
             .write_csv(io::BufWriter::new(f))
             .map_err(|e| out_err(&p, e))?;
-        for (name, text) in [
-            ("summary.json", serde_json::to_string_pretty(summary)),
-            ("timing.json", serde_json::to_string_pretty(timing)),
-        ] {
-            let p = self.path.join(name);
-            let text = text.map_err(|e| out_err(&p, e))?;
-            fs::write(&p, text + "\n").map_err(|e| out_err(&p, e))?;
-        }
-        Ok(())
+        let p = self.path.join("timing.json");
+        let text = serde_json::to_string_pretty(timing).map_err(|e| out_err(&p, e))?;
+        fs::write(&p, text + "\n").map_err(|e| out_err(&p, e))?;
+        let p = self.path.join("summary.json");
+        let text = serde_json::to_string_pretty(summary).map_err(|e| out_err(&p, e))?;
+        write_atomic(&p, (text + "\n").as_bytes()).map_err(|e| out_err(&p, e))
     }
+}
+
+/// Writes `bytes` to `path` atomically: to `path` + `.tmp` in the same
+/// folder, flushed to disk, then renamed over `path`. Readers see the old
+/// file or the whole new one, never a part.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    let tmp = path.with_file_name(name);
+    {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)
 }
 
 impl Observer for RunDir {

@@ -204,20 +204,7 @@ impl Participation {
 mod tests {
     use super::*;
     use crate::engine::plan_round;
-
-    fn s(x: f64) -> SimTime {
-        SimTime::from_secs(x)
-    }
-
-    fn trip(client: usize, d: f64, c: f64, u: f64, fail: Option<f64>) -> ClientTrip {
-        ClientTrip {
-            client,
-            download: s(d),
-            compute: s(c),
-            upload: s(u),
-            fail_at: fail,
-        }
-    }
+    use crate::engine::round::testutil::{s, trip};
 
     /// Round starting at 10 s, deadline 6 s (absolute 16 s), quorum 3:
     /// client 1 arrives at 14 s, client 2 (partial) at 16 s, client 5 fails

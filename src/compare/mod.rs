@@ -162,10 +162,15 @@ fn partition_key(s: &Scenario) -> String {
     format!("{}\n{part}\nseed = {}", data_key(s), s.seed)
 }
 
+/// What one job needs besides its scenario: the data, the partition and
+/// the wall-clock seconds spent making them (shared between jobs).
+pub type SharedParts = (Arc<DataSplit>, Arc<ClientIndices>, f64);
+
 /// Data and partitions, loaded once per distinct key and shared.
-struct Shared {
-    /// Per job: data, partition, setup seconds.
-    per_job: Vec<(Arc<DataSplit>, Arc<ClientIndices>, f64)>,
+pub struct Shared {
+    /// Per job, in the order of the jobs given to [`load_shared`]: data,
+    /// partition, setup seconds.
+    pub per_job: Vec<SharedParts>,
 }
 
 /// Groups jobs by `key`: per job, the index of its group; per group, the
@@ -186,7 +191,9 @@ fn index_by(jobs: &[Job], key: impl Fn(&Scenario) -> String) -> (Vec<usize>, Vec
     (idx, reps)
 }
 
-fn load_shared(jobs: &[Job]) -> Result<Shared> {
+/// Loads the data and partitions of `jobs`, once per distinct (data,
+/// partition, seed), in parallel (also used by `fedsim sweep`).
+pub fn load_shared(jobs: &[Job]) -> Result<Shared> {
     let (data_idx, data_reps) = index_by(jobs, data_key);
     let datas: Vec<(Arc<DataSplit>, f64)> = data_reps
         .par_iter()
@@ -240,11 +247,14 @@ pub fn run_dir(label: &str, seed: u64) -> String {
     format!("runs/{label}/seed{seed}")
 }
 
-fn run_job(
+/// Runs one job into `out/`[`run_dir`]`(label, seed)` — the files `fedsim
+/// run` writes there — advancing `bar` by one per round (also used by
+/// `fedsim sweep`).
+pub fn run_job(
     job: &Job,
     label: &str,
     out: &Path,
-    shared: &(Arc<DataSplit>, Arc<ClientIndices>, f64),
+    shared: &SharedParts,
     bar: &ProgressBar,
 ) -> Result<RunOutcome> {
     let rel = run_dir(label, job.seed);

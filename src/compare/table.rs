@@ -11,7 +11,6 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use crate::experiment::RoundRow;
-use crate::report::first_reaching;
 
 /// When a seed first reached the target accuracy.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -39,19 +38,49 @@ pub struct SeedResult {
     pub diverged: bool,
 }
 
+/// One evaluated round as the table reads it (a `metrics.csv` row reduced
+/// to the columns the table uses).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Evaluated {
+    /// Round number, from 1.
+    pub round: usize,
+    /// Virtual time at the close of the round, seconds.
+    pub time_s: f64,
+    /// Test accuracy.
+    pub accuracy: f64,
+    /// Bytes moved (down + up) since the start.
+    pub bytes: u64,
+}
+
 impl SeedResult {
     /// Reads a run's `metrics.csv` rows against `target`.
     pub fn from_rows(seed: u64, rows: &[RoundRow], diverged: bool, target: f64) -> Self {
-        let final_accuracy = rows.last().map_or(f64::NAN, |r| r.test_accuracy);
+        let rows: Vec<Evaluated> = rows
+            .iter()
+            .map(|r| Evaluated {
+                round: r.round,
+                time_s: r.virtual_time_s,
+                accuracy: r.test_accuracy,
+                bytes: r.cum_bytes_down + r.cum_bytes_up,
+            })
+            .collect();
+        Self::from_evaluated(seed, &rows, diverged, target)
+    }
+
+    /// Reads a run's evaluated rounds (e.g. parsed back from `metrics.csv`)
+    /// against `target`; the same result as [`SeedResult::from_rows`].
+    pub fn from_evaluated(seed: u64, rows: &[Evaluated], diverged: bool, target: f64) -> Self {
+        let final_accuracy = rows.last().map_or(f64::NAN, |r| r.accuracy);
         let best_accuracy = rows
             .iter()
-            .map(|r| r.test_accuracy)
+            .map(|r| r.accuracy)
             .filter(|a| a.is_finite())
             .fold(f64::NAN, f64::max);
-        let reach = first_reaching(rows, target).map(|r| Reach {
+        // As `report::first_reaching`: the first row with accuracy ≥ target.
+        let reach = rows.iter().find(|r| r.accuracy >= target).map(|r| Reach {
             round: r.round,
-            time_s: r.virtual_time_s,
-            bytes: r.cum_bytes_down + r.cum_bytes_up,
+            time_s: r.time_s,
+            bytes: r.bytes,
         });
         Self {
             seed,

@@ -203,15 +203,18 @@ pub fn plan_round(
     }
 }
 
+/// Test helpers: a trip from durations in seconds.
 #[cfg(test)]
-mod tests {
+pub(crate) mod testutil {
     use super::*;
 
-    fn s(x: f64) -> SimTime {
+    /// Seconds → virtual time.
+    pub(crate) fn s(x: f64) -> SimTime {
         SimTime::from_secs(x)
     }
 
-    fn trip(client: usize, d: f64, c: f64, u: f64, fail: Option<f64>) -> ClientTrip {
+    /// A trip of `d` s download, `c` s compute, `u` s upload.
+    pub(crate) fn trip(client: usize, d: f64, c: f64, u: f64, fail: Option<f64>) -> ClientTrip {
         ClientTrip {
             client,
             download: s(d),
@@ -220,6 +223,12 @@ mod tests {
             fail_at: fail,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testutil::{s, trip};
+    use super::*;
 
     #[test]
     fn quorum_closes_the_round_and_the_rest_are_late() {

@@ -16,36 +16,13 @@ fn tiny_with_table() -> String {
 }
 
 fn compare(scenario: &Path, out: &Path, extra: &[&str]) -> String {
-    let o = fedsim()
-        .arg("compare")
-        .arg(scenario)
-        .arg("--out")
-        .arg(out)
-        .arg("--quiet")
-        .args(extra)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "fedsim compare failed:\n{stderr}");
-    String::from_utf8_lossy(&o.stdout).to_string()
+    crate::fedsim_ok("compare", scenario, out, extra)
 }
 
 fn run(scenario: &Path, out: &Path, extra: &[&str]) {
-    let o = fedsim()
-        .arg("run")
-        .arg(scenario)
-        .arg("--out")
-        .arg(out)
-        .arg("--quiet")
-        .arg("--no-plots")
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "fedsim run failed:\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let mut args = vec!["--no-plots"];
+    args.extend_from_slice(extra);
+    crate::fedsim_ok("run", scenario, out, &args);
 }
 
 fn read(p: &Path) -> Vec<u8> {

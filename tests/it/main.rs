@@ -6,6 +6,7 @@ mod plots;
 mod runs;
 mod scenarios;
 mod strategies;
+mod sweep;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,6 +14,27 @@ use std::process::Command;
 /// The `fedsim` binary built for these tests.
 pub fn fedsim() -> Command {
     Command::new(env!("CARGO_BIN_EXE_fedsim"))
+}
+
+/// Runs `fedsim <command> SCENARIO --out OUT --quiet EXTRA...`, asserts that
+/// it succeeds without warnings, and returns its stdout.
+pub fn fedsim_ok(command: &str, scenario: &Path, out: &Path, extra: &[&str]) -> String {
+    let o = fedsim()
+        .arg(command)
+        .arg(scenario)
+        .arg("--out")
+        .arg(out)
+        .arg("--quiet")
+        .args(extra)
+        .output()
+        .expect("start fedsim");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success(),
+        "fedsim {command} {extra:?} failed:\n{stderr}"
+    );
+    assert!(!stderr.contains("warning"), "{stderr}");
+    String::from_utf8_lossy(&o.stdout).to_string()
 }
 
 /// Writes `text` as `name` in `dir` and returns its path.

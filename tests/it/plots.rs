@@ -21,22 +21,7 @@ fn tiny_deadline(dir: &Path) -> PathBuf {
 }
 
 fn run(scenario: &Path, out: &Path, extra: &[&str]) {
-    let o = fedsim()
-        .arg("run")
-        .arg(scenario)
-        .arg("--out")
-        .arg(out)
-        .arg("--quiet")
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "fedsim run failed:\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!err.contains("warning"), "{err}");
+    crate::fedsim_ok("run", scenario, out, extra);
 }
 
 fn plot(args: &[&dyn AsRef<std::ffi::OsStr>]) -> std::process::Output {

@@ -21,18 +21,7 @@ const COLUMNS: [&str; 13] = [
 ];
 
 fn run(scenario: &Path, out: &Path, extra: &[&str]) -> String {
-    let o = fedsim()
-        .arg("run")
-        .arg(scenario)
-        .arg("--out")
-        .arg(out)
-        .arg("--quiet")
-        .args(extra)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "fedsim run failed:\n{stderr}");
-    String::from_utf8_lossy(&o.stdout).to_string()
+    crate::fedsim_ok("run", scenario, out, extra)
 }
 
 #[test]

@@ -5,20 +5,7 @@ use std::path::Path;
 use crate::{TINY, column, fedsim, read_csv, write};
 
 fn run(scenario: &Path, out: &Path, extra: &[&str]) {
-    let o = fedsim()
-        .arg("run")
-        .arg(scenario)
-        .arg("--out")
-        .arg(out)
-        .arg("--quiet")
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "fedsim run {extra:?} failed:\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    crate::fedsim_ok("run", scenario, out, extra);
 }
 
 /// A fast version of `scenarios/byzantine.toml`: a well-separated Gaussian
