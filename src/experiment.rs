@@ -32,7 +32,7 @@ use crate::strategy::{
     Strategy, TrimmedMean,
 };
 use crate::trace::RoundTrace;
-use crate::training::{Attackers, Plan, TrainJob, mean_train_loss};
+use crate::training::{Attackers, LocalTrainer, Plan, TrainJob, Trainer, mean_train_loss};
 
 /// Why an experiment could not be built or run.
 #[derive(Debug, thiserror::Error)]
@@ -185,6 +185,8 @@ pub struct Experiment {
     /// test set.
     eval_subset: Option<Dataset>,
     setup_s: f64,
+    /// Where client training runs ([`LocalTrainer`] unless replaced).
+    trainer: Box<dyn Trainer>,
 }
 
 /// Loads or generates the scenario's data.
@@ -372,7 +374,20 @@ impl Experiment {
             strategy,
             eval_subset,
             setup_s,
+            trainer: Box::new(LocalTrainer),
         })
+    }
+
+    /// Where client training runs (see [`Experiment::set_trainer`]).
+    pub fn trainer(&self) -> &dyn Trainer {
+        self.trainer.as_ref()
+    }
+
+    /// Replaces where client training runs (default [`LocalTrainer`]: this
+    /// process, on the rayon pool), e.g. by the MPI ranks of a distributed
+    /// run. Results do not depend on the trainer.
+    pub fn set_trainer(&mut self, trainer: Box<dyn Trainer>) {
+        self.trainer = trainer;
     }
 
     /// The data the global model is evaluated on.
