@@ -122,8 +122,12 @@ pub struct Timing {
     pub client_rounds: u64,
     /// Training FLOPs performed (model FLOPs per sample × samples).
     pub train_flops: f64,
-    /// Threads used.
+    /// Threads used (per process).
     pub threads: usize,
+    /// Processes that shared the training in a distributed run (MPI
+    /// ranks); absent for a run in one process.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mpi_ranks: Option<usize>,
     /// Peak resident memory of the process in MiB, where the OS reports it
     /// (Linux `VmHWM`).
     pub peak_rss_mib: Option<f64>,

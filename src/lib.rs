@@ -22,6 +22,7 @@
 //! * [`plot`] — figures for papers (SVG and PNG);
 //! * [`trace`] — per-client traces of the virtual clock (`events.csv`, `clients.csv`);
 //! * [`training`] — client work shared by the engines: trips, parallel local training;
+//! * [`distributed`] — one simulation over the ranks of an MPI job (`mpi` feature);
 //! * [`commands`] — the command-line commands.
 
 pub mod byzantine;
@@ -29,6 +30,7 @@ pub mod client;
 pub mod commands;
 pub mod compare;
 pub mod data;
+pub mod distributed;
 pub mod engine;
 pub mod experiment;
 pub mod model;
