@@ -2,6 +2,8 @@
 
 mod cli_errors;
 mod compare;
+#[cfg(feature = "mpi")]
+mod mpi;
 mod plots;
 mod runs;
 mod scenarios;
