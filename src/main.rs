@@ -293,6 +293,9 @@ fn distributed_main(cluster: &fedsim::distributed::Cluster, command: Command) ->
         }
         return ExitCode::from(2);
     };
+    if let Some(w) = cluster.thread_warning() {
+        eprintln!("warning: {w}");
+    }
     if cluster.rank() != 0 {
         return ExitCode::from(cluster.serve());
     }

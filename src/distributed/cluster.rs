@@ -79,6 +79,22 @@ impl Cluster {
         &self.host
     }
 
+    /// A warning when this rank runs more worker threads than the cores it
+    /// may use — `mpirun` binds each rank to one core by default, which
+    /// would make `--threads N` share that core.
+    pub fn thread_warning(&self) -> Option<String> {
+        let threads = rayon::current_num_threads();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (threads > cores).then(|| {
+            format!(
+                "rank {} on {}: {threads} threads but this process may use only {cores} \
+                 core(s); start mpirun with `--bind-to none` or `--map-by slot:PE={threads}` \
+                 (srun: --cpus-per-task={threads}), or lower --threads",
+                self.rank, self.host
+            )
+        })
+    }
+
     /// Whether this rank was asked to panic by the test hook.
     pub(super) fn test_panic(rank: usize) -> bool {
         std::env::var(TEST_PANIC_VAR)
