@@ -104,7 +104,7 @@ fn single_and_ranks(strategy: &str, ranks: &[usize]) {
     let sc = write(dir.path(), "tiny.toml", TINY);
     let kind = format!("strategy.kind={strategy}");
     let mut extra: Vec<&str> = HARD.to_vec();
-    extra.extend(["--set", &kind]);
+    extra.extend(["--set", &kind, "--events"]);
     let one = dir.path().join("one");
     let mut single = extra.clone();
     single.push("--no-plots");
