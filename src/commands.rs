@@ -115,14 +115,31 @@ pub fn human_duration(s: f64) -> String {
     }
 }
 
+impl RunArgs {
+    /// Loads and validates the scenario with `--events` applied.
+    pub fn load_scenario(&self) -> Result<Scenario> {
+        let mut sargs = self.scenario.clone();
+        if self.events {
+            sargs.sets.push("output.events=true".into());
+        }
+        sargs.load()
+    }
+}
+
 /// `fedsim run`: runs a scenario and writes its results. Returns the
 /// results folder and the summary.
 pub fn run(args: &RunArgs) -> Result<(PathBuf, Summary)> {
-    let mut sargs = args.scenario.clone();
-    if args.events {
-        sargs.sets.push("output.events=true".into());
-    }
-    let s = sargs.load()?;
+    run_loaded(args, args.load_scenario()?, &mut |_| Ok(()))
+}
+
+/// `fedsim run` for the scenario `s` already loaded from `args`:
+/// `prepare` is called on the built experiment before anything is written
+/// (a distributed run installs its [`crate::training::Trainer`] there).
+pub fn run_loaded(
+    args: &RunArgs,
+    s: Scenario,
+    prepare: &mut dyn FnMut(&mut Experiment) -> Result<()>,
+) -> Result<(PathBuf, Summary)> {
     let dir = match &args.out {
         Some(p) => p.clone(),
         None => fresh_run_dir(Path::new("results"), &s.name, s.seed)?,
@@ -133,6 +150,7 @@ pub fn run(args: &RunArgs) -> Result<(PathBuf, Summary)> {
     }
     let mut exp = Experiment::build(s.clone())
         .with_context(|| format!("scenario {}", args.scenario.path.display()))?;
+    prepare(&mut exp)?;
     let mut rd = RunDir::create(&dir, &s)?;
     let bar = if show {
         ProgressBar::with_draw_target(Some(s.rounds as u64), ProgressDrawTarget::stderr())
@@ -151,8 +169,10 @@ pub fn run(args: &RunArgs) -> Result<(PathBuf, Summary)> {
         dir: &mut rd,
         last: None,
     };
-    let res = exp.run(&mut prog)?;
+    let mut res = exp.run(&mut prog)?;
     prog.bar.finish_and_clear();
+    let ranks = exp.trainer().ranks();
+    res.timing.mpi_ranks = (ranks > 1).then_some(ranks);
     let summary = summarize(
         &s,
         &exp.model.describe(),
@@ -231,9 +251,13 @@ fn print_summary(
             sum.target_accuracy, sum.target_source
         )?,
     }
+    let ranks = timing
+        .mpi_ranks
+        .map(|r| format!(" on {r} MPI ranks"))
+        .unwrap_or_default();
     writeln!(
         out,
-        "  wall {:.2} s ({} client-rounds, {:.0}/s) · results in {}",
+        "  wall {:.2} s{ranks} ({} client-rounds, {:.0}/s) · results in {}",
         timing.wall_s,
         timing.client_rounds,
         timing.client_rounds as f64 / timing.wall_s.max(1e-9),

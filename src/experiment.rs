@@ -34,7 +34,7 @@ use crate::strategy::{
 };
 use crate::system::availability::IDLE_RETRY_S;
 use crate::trace::RoundTrace;
-use crate::training::{Attackers, Plan, TrainJob, mean_train_loss};
+use crate::training::{Attackers, LocalTrainer, Plan, TrainJob, Trainer, mean_train_loss};
 
 /// Why an experiment could not be built or run.
 #[derive(Debug, thiserror::Error)]
@@ -142,8 +142,12 @@ pub struct Timing {
     pub client_rounds: u64,
     /// Training FLOPs performed (model FLOPs per sample × samples).
     pub train_flops: f64,
-    /// Threads used.
+    /// Threads used (per process).
     pub threads: usize,
+    /// Processes that shared the training in a distributed run (MPI
+    /// ranks); absent for a run in one process.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mpi_ranks: Option<usize>,
     /// Peak resident memory of the process in MiB, where the OS reports it
     /// (Linux `VmHWM`).
     pub peak_rss_mib: Option<f64>,
@@ -213,6 +217,8 @@ pub struct Experiment {
     /// test set.
     eval_subset: Option<Dataset>,
     pub(crate) setup_s: f64,
+    /// Where client training runs ([`LocalTrainer`] unless replaced).
+    trainer: Box<dyn Trainer>,
 }
 
 /// Loads or generates the scenario's data.
@@ -438,7 +444,20 @@ impl Experiment {
             strategy,
             eval_subset,
             setup_s,
+            trainer: Box::new(LocalTrainer),
         })
+    }
+
+    /// Where client training runs (see [`Experiment::set_trainer`]).
+    pub fn trainer(&self) -> &dyn Trainer {
+        self.trainer.as_ref()
+    }
+
+    /// Replaces where client training runs (default [`LocalTrainer`]: this
+    /// process, on the rayon pool), e.g. by the MPI ranks of a distributed
+    /// run. Results do not depend on the trainer.
+    pub fn set_trainer(&mut self, trainer: Box<dyn Trainer>) {
+        self.trainer = trainer;
     }
 
     /// The data the global model is evaluated on.

@@ -25,6 +25,7 @@
 //! * [`plot`] — figures for papers (SVG and PNG);
 //! * [`trace`] — per-client traces of the virtual clock (`events.csv`, `clients.csv`);
 //! * [`training`] — client work shared by the engines: trips, parallel local training;
+//! * [`distributed`] — one simulation over the ranks of an MPI job (`mpi` feature);
 //! * [`commands`] — the command-line commands.
 
 pub mod async_run;
@@ -34,6 +35,7 @@ pub mod client;
 pub mod commands;
 pub mod compare;
 pub mod data;
+pub mod distributed;
 pub mod engine;
 pub mod experiment;
 pub mod memory;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use fedsim::commands::{self, PlotArgs, RunArgs, ScenarioArgs};
 use fedsim::compare::{self, CompareArgs, PlanArgs};
+use fedsim::distributed::Launch;
 use fedsim::plot::{DEFAULT_DPI, PlotOptions, Size};
 use fedsim::sweep::{self, CollectArgs, SlurmOptions, SweepArgs};
 
@@ -218,7 +219,13 @@ enum Command {
 
 fn main() -> ExitCode {
     fedsim::memory::keep_freed_memory();
-    let cli = Cli::parse();
+    let launch = Launch::detect();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Under mpirun every rank parses the same arguments: rank 0 speaks.
+        Err(e) if launch.rank() == 0 => e.exit(),
+        Err(e) => std::process::exit(e.exit_code()),
+    };
     if let Some(n) = cli.threads {
         if n == 0 {
             eprintln!("error: --threads must be at least 1");
@@ -232,7 +239,80 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     }
-    let result = match cli.command {
+    #[cfg(not(feature = "mpi"))]
+    if let Some(msg) = launch.unsupported_without_mpi() {
+        if launch.rank() == 0 {
+            eprintln!("error: {msg}");
+        }
+        return ExitCode::from(2);
+    }
+    #[cfg(feature = "mpi")]
+    let cluster = match launch {
+        Launch::Single => None,
+        _ => {
+            if let Some(msg) = launch.unsupported_with_mpi() {
+                if launch.rank() == 0 {
+                    eprintln!("error: {msg}");
+                }
+                return ExitCode::from(2);
+            }
+            match fedsim::distributed::Cluster::init() {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return ExitCode::from(1);
+                }
+            }
+        }
+    };
+    #[cfg(feature = "mpi")]
+    if let Some(cluster) = cluster.as_ref().filter(|c| c.size() > 1) {
+        return distributed_main(cluster, cli.command);
+    }
+    exit_code(dispatch(cli.command))
+}
+
+/// `fedsim` started as rank `cluster.rank()` of an MPI job with several
+/// ranks: only `run` is spread over ranks.
+#[cfg(feature = "mpi")]
+fn distributed_main(cluster: &fedsim::distributed::Cluster, command: Command) -> ExitCode {
+    let Command::Run {
+        scenario,
+        out,
+        quiet,
+        events,
+        no_plots,
+    } = command
+    else {
+        if cluster.rank() == 0 {
+            eprintln!(
+                "error: only `fedsim run` runs over several MPI ranks (this job has {}); start \
+                 other commands without mpirun/srun, or use `fedsim sweep --slurm` for many \
+                 independent runs",
+                cluster.size()
+            );
+        }
+        return ExitCode::from(2);
+    };
+    if let Some(w) = cluster.thread_warning() {
+        eprintln!("warning: {w}");
+    }
+    if cluster.rank() != 0 {
+        return ExitCode::from(cluster.serve());
+    }
+    let args = RunArgs {
+        scenario: scenario.into_args(),
+        out,
+        quiet,
+        events,
+        no_plots,
+    };
+    exit_code(cluster.lead_run(&args).map(|_| ()))
+}
+
+/// Runs `command` in this process.
+fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Run {
             scenario,
             out,
@@ -347,7 +427,12 @@ fn main() -> ExitCode {
             },
         })
         .map(|_| ()),
-    };
+    }
+}
+
+/// The exit code of a command's result (2 for usage and scenario errors),
+/// printing the error.
+fn exit_code(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -5,9 +5,12 @@
 //!   trip's compute jitter), upload — its dropout draw, and, under a
 //!   deadline and a strategy that accepts partial work, the most local
 //!   steps that still meet the deadline.
-//! * [`Experiment::train_jobs`]: real local training of a batch of clients
-//!   in parallel (rayon, one [`Scratch`] per worker), each from its own
-//!   starting model, followed by the Byzantine attack of malicious clients.
+//! * [`Experiment::train_jobs`]: real local training of a batch of clients,
+//!   each from its own starting model, followed by the Byzantine attack of
+//!   malicious clients. Where the training runs is the experiment's
+//!   [`Trainer`]: by default [`LocalTrainer`] (in parallel on the rayon
+//!   pool, one [`Scratch`] per worker); with the `mpi` feature, spread over
+//!   the ranks of an MPI job (`crate::distributed`).
 //!
 //! Every draw is keyed by `(seed, purpose, key, client)`, where `key` is the
 //! round number in synchronous runs and the dispatch number in asynchronous
@@ -22,10 +25,14 @@ use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
 
 use crate::byzantine::Byzantine;
-use crate::client::{LocalConfig, LocalExtras, planned_work, train_local_with, work_for_steps};
+use crate::client::{
+    LocalConfig, LocalExtras, LocalResult, planned_work, train_local_with, work_for_steps,
+};
+use crate::data::Dataset;
 use crate::engine::{ClientTrip, SimTime};
 use crate::experiment::{Experiment, Timing};
-use crate::model::Scratch;
+use crate::model::{Model, Scratch};
+use crate::partition::ClientIndices;
 use crate::rng::{Purpose, stream};
 use crate::strategy::ClientUpdate;
 
@@ -103,6 +110,54 @@ pub fn mean_train_loss<'a>(updates: impl IntoIterator<Item = &'a ClientUpdate>) 
         weight += u.num_samples as f64;
     }
     (weight > 0.0).then(|| sum / weight)
+}
+
+/// The parts of an experiment local training reads (shareable across
+/// threads, unlike the experiment with its strategy).
+#[derive(Clone, Copy)]
+struct JobContext<'e> {
+    seed: u64,
+    model: &'e dyn Model,
+    train: &'e Dataset,
+    clients: &'e ClientIndices,
+}
+
+impl<'e> JobContext<'e> {
+    fn of(exp: &'e Experiment) -> Self {
+        Self {
+            seed: exp.scenario.seed,
+            model: exp.model.as_ref(),
+            train: &exp.data.train,
+            clients: &exp.clients,
+        }
+    }
+
+    fn train(
+        &self,
+        job: &TrainJob<'_>,
+        local: &LocalConfig,
+        attackers: &Attackers,
+        scratch: &mut Scratch,
+    ) -> LocalResult {
+        let c = job.client;
+        let mut rng = stream(self.seed, Purpose::Train, job.key, c as u64);
+        let malicious = attackers.is_malicious(c);
+        let extras = LocalExtras {
+            correction: job.correction.as_deref(),
+            label_map: attackers.flipped.as_deref().filter(|_| malicious),
+        };
+        train_local_with(
+            self.model,
+            self.train,
+            &self.clients[c],
+            job.base,
+            local,
+            job.max_steps,
+            &mut rng,
+            scratch,
+            &extras,
+        )
+    }
 }
 
 impl Experiment {
@@ -209,10 +264,43 @@ impl Experiment {
         }
     }
 
-    /// Trains `jobs` in parallel and returns their updates in job order.
-    /// Malicious clients train with flipped labels or have their update
-    /// replaced by the attack's (keyed by the job's key). Adds the work to
-    /// `timing`.
+    /// Trains one job on this thread: local training of `job.client` from
+    /// `job.base` with its own stream `(seed, Train, job.key, client)`,
+    /// its correction and, for label-flipping attackers, the flipped
+    /// labels. A pure function of its arguments — where it runs does not
+    /// matter, which is what lets a [`Trainer`] place jobs anywhere.
+    pub fn train_one(
+        &self,
+        job: &TrainJob<'_>,
+        local: &LocalConfig,
+        attackers: &Attackers,
+        scratch: &mut Scratch,
+    ) -> LocalResult {
+        JobContext::of(self).train(job, local, attackers, scratch)
+    }
+
+    /// Trains `jobs` in this process, in parallel (rayon, one [`Scratch`]
+    /// per worker thread), and returns their results in job order: the
+    /// [`LocalTrainer`] backend.
+    pub fn train_here(
+        &self,
+        jobs: &[TrainJob<'_>],
+        local: &LocalConfig,
+        attackers: &Attackers,
+    ) -> Vec<LocalResult> {
+        let cx = JobContext::of(self);
+        jobs.par_iter()
+            .map_init(Scratch::new, |scratch, job| {
+                cx.train(job, local, attackers, scratch)
+            })
+            .collect()
+    }
+
+    /// Trains `jobs` with the experiment's [`Trainer`] (in this process
+    /// unless [`Experiment::set_trainer`] installed another) and returns
+    /// their updates in job order. Malicious clients train with flipped
+    /// labels or have their update replaced by the attack's (keyed by the
+    /// job's key). Adds the work to `timing`.
     pub fn train_jobs(
         &self,
         jobs: &[TrainJob<'_>],
@@ -223,31 +311,13 @@ impl Experiment {
         let s = &self.scenario;
         let model = self.model.as_ref();
         let clients = &self.clients;
-        let train = &self.data.train;
         let t_train = Instant::now();
-        let results: Vec<_> = jobs
-            .par_iter()
-            .map_init(Scratch::new, |scratch, job| {
-                let c = job.client;
-                let mut rng = stream(s.seed, Purpose::Train, job.key, c as u64);
-                let malicious = attackers.is_malicious(c);
-                let extras = LocalExtras {
-                    correction: job.correction.as_deref(),
-                    label_map: attackers.flipped.as_deref().filter(|_| malicious),
-                };
-                train_local_with(
-                    model,
-                    train,
-                    &clients[c],
-                    job.base,
-                    local,
-                    job.max_steps,
-                    &mut rng,
-                    scratch,
-                    &extras,
-                )
-            })
-            .collect();
+        let results = self.trainer().train(self, jobs, local, attackers);
+        assert_eq!(
+            results.len(),
+            jobs.len(),
+            "the trainer returns one result per job"
+        );
         timing.train_s += t_train.elapsed().as_secs_f64();
         jobs.iter()
             .zip(results)
@@ -275,6 +345,48 @@ impl Experiment {
     }
 }
 
+/// Where a batch of client training runs: the hook behind
+/// [`Experiment::train_jobs`], which both engines call with any batch of
+/// jobs (a synchronous round's completed clients, an asynchronous
+/// dispatch batch with several starting models).
+///
+/// A trainer must return, in job order, exactly what
+/// [`Experiment::train_one`] returns for each job — bit for bit — so the
+/// backend never changes a result. The attack of malicious clients and
+/// the assembly of [`ClientUpdate`]s stay in `train_jobs`.
+pub trait Trainer: Send + Sync {
+    /// Trains `jobs` of `exp` and returns their results in job order.
+    fn train(
+        &self,
+        exp: &Experiment,
+        jobs: &[TrainJob<'_>],
+        local: &LocalConfig,
+        attackers: &Attackers,
+    ) -> Vec<LocalResult>;
+
+    /// Processes that share the training (1 for this process alone).
+    fn ranks(&self) -> usize {
+        1
+    }
+}
+
+/// The default [`Trainer`]: every job in this process, in parallel on the
+/// rayon pool (`--threads`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LocalTrainer;
+
+impl Trainer for LocalTrainer {
+    fn train(
+        &self,
+        exp: &Experiment,
+        jobs: &[TrainJob<'_>],
+        local: &LocalConfig,
+        attackers: &Attackers,
+    ) -> Vec<LocalResult> {
+        exp.train_here(jobs, local, attackers)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,6 +399,76 @@ mod tests {
             steps,
             train_loss: loss,
             partial: false,
+        }
+    }
+
+    /// A backend that trains one job at a time, last job first, each on a
+    /// fresh scratch buffer, and puts the results back in job order.
+    struct Backwards;
+
+    impl Trainer for Backwards {
+        fn train(
+            &self,
+            exp: &Experiment,
+            jobs: &[TrainJob<'_>],
+            local: &LocalConfig,
+            attackers: &Attackers,
+        ) -> Vec<LocalResult> {
+            let mut out: Vec<LocalResult> = jobs
+                .iter()
+                .rev()
+                .map(|j| exp.train_one(j, local, attackers, &mut Scratch::new()))
+                .collect();
+            out.reverse();
+            out
+        }
+    }
+
+    fn rows_with(trainer: Option<Box<dyn Trainer>>, strategy: &str) -> Vec<String> {
+        let text = r#"
+name = "t"
+seed = 3
+rounds = 4
+clients_per_round = 6
+[data]
+kind = "synthetic"
+devices = 30
+[model]
+kind = "mlp"
+hidden = [8]
+[client]
+epochs = 1
+batch_size = 10
+lr = 0.05
+[system]
+dropout = 0.2
+deadline_s = 30
+[system.devices]
+gflops = { kind = "lognormal", median = 0.0005, sigma = 1.0 }
+[byzantine]
+fraction = 0.2
+attack = "label-flip"
+"#;
+        let sets = [format!("strategy.kind={strategy}")];
+        let s = crate::scenario::from_str(text, "t.toml", &sets).unwrap();
+        let mut exp = Experiment::build(s).unwrap();
+        if let Some(t) = trainer {
+            exp.set_trainer(t);
+        }
+        let res = exp.run(&mut crate::experiment::Silent).unwrap();
+        res.rows.iter().map(|r| format!("{r:?}")).collect()
+    }
+
+    #[test]
+    fn results_do_not_depend_on_the_trainer() {
+        for strategy in ["fedavg", "scaffold", "fedprox"] {
+            let here = rows_with(None, strategy);
+            assert_eq!(here.len(), 4);
+            assert_eq!(
+                here,
+                rows_with(Some(Box::new(Backwards)), strategy),
+                "{strategy}"
+            );
         }
     }
 

@@ -111,3 +111,43 @@ fn a_good_file_validates() {
     let (code, err) = validate(TINY, &[]);
     assert_eq!(code, 0, "{err}");
 }
+
+/// Without the `mpi` feature, a launch of several processes (mpirun, srun)
+/// stops before doing anything and says how to build with MPI.
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn several_processes_without_the_mpi_feature_say_how_to_enable_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "tiny.toml", TINY);
+    let out = dir.path().join("r");
+    for (var, value) in [
+        ("OMPI_COMM_WORLD_SIZE", "2"),
+        ("PMI_SIZE", "4"),
+        ("SLURM_STEP_NUM_TASKS", "3"),
+    ] {
+        let o = fedsim()
+            .arg("run")
+            .arg(&p)
+            .arg("--out")
+            .arg(&out)
+            .env(var, value)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{var}: {err}");
+        assert!(err.contains("--features mpi"), "{var}: {err}");
+        assert!(
+            err.contains(&format!("{value} fedsim processes")),
+            "{var}: {err}"
+        );
+        assert!(!out.exists(), "{var}: a results folder was written");
+    }
+    // One process started by mpirun is an ordinary run.
+    let o = fedsim()
+        .args(["run", p.to_str().unwrap(), "--quiet", "--no-plots", "--out"])
+        .arg(&out)
+        .env("OMPI_COMM_WORLD_SIZE", "1")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}

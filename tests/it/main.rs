@@ -4,6 +4,8 @@ mod asynchronous;
 mod baselines;
 mod cli_errors;
 mod compare;
+#[cfg(feature = "mpi")]
+mod mpi;
 mod plots;
 mod runs;
 mod scenarios;
