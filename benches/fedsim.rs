@@ -44,6 +44,8 @@ struct Bench {
     file: &'static str,
     /// Needs Fashion-MNIST on disk.
     fashion_mnist: bool,
+    /// `--set` overrides applied to the file.
+    sets: &'static [&'static str],
 }
 
 const BENCHES: &[Bench] = &[
@@ -51,16 +53,39 @@ const BENCHES: &[Bench] = &[
         name: "quickstart",
         file: "quickstart.toml",
         fashion_mnist: false,
+        sets: &[],
     },
     Bench {
         name: "bench-fmnist-softmax",
         file: "bench-fmnist-softmax.toml",
         fashion_mnist: true,
+        sets: &[],
     },
     Bench {
         name: "bench-fmnist-10k",
         file: "bench-fmnist-10k.toml",
         fashion_mnist: true,
+        sets: &[],
+    },
+    // Population scale: the same scenario over 10 k, 100 k and 1 M clients
+    // generated on demand; the time per round should not grow with them.
+    Bench {
+        name: "synthetic-10k",
+        file: "bench-synthetic-1m.toml",
+        fashion_mnist: false,
+        sets: &["data.devices=10000"],
+    },
+    Bench {
+        name: "synthetic-100k",
+        file: "bench-synthetic-1m.toml",
+        fashion_mnist: false,
+        sets: &["data.devices=100000"],
+    },
+    Bench {
+        name: "synthetic-1m",
+        file: "bench-synthetic-1m.toml",
+        fashion_mnist: false,
+        sets: &[],
     },
 ];
 
@@ -367,10 +392,9 @@ fn run_scenario(
         .arg("--out")
         .arg(&out)
         .arg("--quiet");
-    if opts.smoke {
-        for s in SMOKE_SETS {
-            cmd.arg("--set").arg(s);
-        }
+    let smoke: &[&str] = if opts.smoke { SMOKE_SETS } else { &[] };
+    for s in bench.sets.iter().chain(smoke) {
+        cmd.arg("--set").arg(s);
     }
     let before = machine_ticks().zip(children_ticks());
     let t = Instant::now();
@@ -469,6 +493,7 @@ fn table(rows: &[Row], peak_per_core: f64) -> String {
         "wall s",
         "setup s",
         "client-rounds/s",
+        "ms/round",
         "train GFLOP/s",
         "% of GEMM peak",
         "eval % of wall",
@@ -497,6 +522,11 @@ fn table(rows: &[Row], peak_per_core: f64) -> String {
             format!("{:.2}", t.wall_s),
             format!("{:.2}", t.setup_s),
             rate,
+            if r.summary.rounds_run > 0 {
+                format!("{:.1}", 1e3 * t.wall_s / r.summary.rounds_run as f64)
+            } else {
+                "-".into()
+            },
             format!("{train_gflops:.1}"),
             pct(train_gflops, peak_per_core * t.threads as f64),
             pct(t.eval_s, t.wall_s),

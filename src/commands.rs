@@ -7,11 +7,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::data::synthetic::SyntheticConfig;
 use crate::experiment::{
     Experiment, Observer, RoundRow, RunError, load_data, make_model, make_partition, make_strategy,
 };
 use crate::partition;
 use crate::plot;
+use crate::population::Population;
 use crate::report::{RunDir, Summary, fresh_run_dir, summarize};
 use crate::scenario::{self, Scenario};
 use crate::system::Spread;
@@ -306,6 +308,9 @@ pub fn validate(args: &ScenarioArgs) -> Result<Scenario> {
     Ok(s)
 }
 
+/// Devices `inspect` generates to describe a population generated on demand.
+const INSPECT_GENERATED: usize = 2000;
+
 /// `fedsim inspect`: prints the data, partition and device statistics
 /// without training.
 pub fn inspect(args: &ScenarioArgs, out: &mut impl Write) -> Result<()> {
@@ -323,17 +328,53 @@ pub fn inspect_with_plots(
     let data = load_data(&s)?;
     let parts = make_partition(&s, &data)?;
     let model = make_model(&s.model, data.train.dim(), data.train.num_classes);
-    writeln!(
-        out,
-        "data: {} — {} training / {} test samples, {} features, {} classes",
-        data.name,
-        data.train.len(),
-        data.test.len(),
-        data.train.dim(),
-        data.train.num_classes
-    )?;
-    let st = partition::stats(&parts, &data.train.y, data.train.num_classes);
-    writeln!(out, "partition ({:?}):", s.partition.label)?;
+    let st = match &parts {
+        Population::Split(idx) => {
+            writeln!(
+                out,
+                "data: {} — {} training / {} test samples, {} features, {} classes",
+                data.name,
+                data.train.len(),
+                data.test.len(),
+                data.train.dim(),
+                data.train.num_classes
+            )?;
+            writeln!(out, "partition ({:?}):", s.partition.label)?;
+            partition::stats(idx, &data.train.y, data.train.num_classes)
+        }
+        Population::Generated(dev) => {
+            // Nothing is held up front: describe the first devices.
+            let k = dev.len().min(INSPECT_GENERATED);
+            let cfg = SyntheticConfig {
+                devices: k,
+                ..dev.config().clone()
+            };
+            let sample = crate::data::synthetic::fedprox_synthetic(&cfg, s.seed);
+            let idx: partition::ClientIndices = sample
+                .train
+                .groups
+                .iter()
+                .flatten()
+                .map(|g| (g.start as u32..g.end as u32).collect())
+                .collect();
+            writeln!(
+                out,
+                "data: {} — {} devices, training rows generated when a client trains; \
+                 {} test samples; {} features, {} classes",
+                data.name,
+                dev.len(),
+                data.test.len(),
+                data.train.dim(),
+                data.train.num_classes
+            )?;
+            writeln!(
+                out,
+                "partition ({:?}), statistics of the first {k} devices:",
+                s.partition.label
+            )?;
+            partition::stats(&idx, &sample.train.y, sample.train.num_classes)
+        }
+    };
     writeln!(out, "{st}")?;
     if let Some(d) = plot_dir {
         let opts = plot::PlotOptions::default();
@@ -427,7 +468,7 @@ pub fn inspect_with_plots(
         (0..n)
             .map(|c| {
                 let p = &profiles[c];
-                let w = crate::client::planned_work(local, parts[c].len());
+                let w = crate::client::planned_work(local, parts.size(c));
                 p.download_s(bytes)
                     + p.compute_s(w.samples as f64 * model.train_flops_per_sample())
                     + p.upload_s(bytes)

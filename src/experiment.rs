@@ -24,7 +24,8 @@ use serde::Serialize;
 use crate::data::{DataError, DataSplit, Dataset, idx, synthetic};
 use crate::engine::{ClientTrip, CloseReason, Fate, ServerStep, SimTime, plan_round};
 use crate::model::{Mlp, Model, Scratch, SoftmaxRegression};
-use crate::partition::{self, ClientIndices, PartitionError};
+use crate::partition::{self, PartitionError};
+use crate::population::Population;
 use crate::rng::{Purpose, stream};
 use crate::scenario::{DataSpec, ModelSpec, Scenario, StrategySpec};
 use crate::selection::SelectionPolicy;
@@ -207,8 +208,9 @@ pub struct Experiment {
     /// Training and test data, shared by experiments that use the same data
     /// (e.g. the strategies of one seed in `fedsim compare`).
     pub data: Arc<DataSplit>,
-    /// Each client's row indices into `data.train`, shared like `data`.
-    pub clients: Arc<ClientIndices>,
+    /// The clients and their data (row indices into `data.train`, or
+    /// generated on demand), shared like `data`.
+    pub clients: Population,
     /// The model.
     pub model: Box<dyn Model>,
     /// The aggregation strategy.
@@ -225,6 +227,10 @@ pub struct Experiment {
 pub fn load_data(s: &Scenario) -> Result<DataSplit, RunError> {
     Ok(match &s.data {
         DataSpec::Synthetic(c) => synthetic::fedprox_synthetic(c, s.seed),
+        DataSpec::SyntheticOnDemand {
+            config,
+            test_devices,
+        } => synthetic::SyntheticDevices::new(config, s.seed).split(*test_devices),
         DataSpec::Mixture(c) => synthetic::gaussian_mixture(c, s.seed),
         DataSpec::FashionMnist(p) => idx::fashion_mnist(Some(p))?,
         DataSpec::Idx(p) => idx::load_mnist_family(p, "idx")?,
@@ -235,17 +241,19 @@ pub fn load_data(s: &Scenario) -> Result<DataSplit, RunError> {
 /// [`Experiment`] needs that does not depend on the model or strategy.
 /// Experiments whose scenarios agree on `data`, `partition` and `seed` can
 /// share the result (see [`Experiment::from_parts`]).
-pub fn load_and_partition(s: &Scenario) -> Result<(DataSplit, ClientIndices), RunError> {
+pub fn load_and_partition(s: &Scenario) -> Result<(DataSplit, Population), RunError> {
     let data = load_data(s)?;
-    check_data(&data)?;
+    check_data(s, &data)?;
     let clients = make_partition(s, &data)?;
     Ok((data, clients))
 }
 
 /// Checks that loaded data can be trained and evaluated on (non-empty
-/// training and test sets).
-pub fn check_data(data: &DataSplit) -> Result<(), RunError> {
-    if data.train.is_empty() || data.test.is_empty() {
+/// training and test sets; data generated on demand has no training set
+/// up front).
+pub fn check_data(s: &Scenario, data: &DataSplit) -> Result<(), RunError> {
+    let on_demand = matches!(s.data, DataSpec::SyntheticOnDemand { .. });
+    if (data.train.is_empty() && !on_demand) || data.test.is_empty() {
         return Err(RunError::Mismatch(format!(
             "dataset {} has {} training and {} test samples; both must be non-empty",
             data.name,
@@ -256,8 +264,14 @@ pub fn check_data(data: &DataSplit) -> Result<(), RunError> {
     Ok(())
 }
 
-/// Splits the training data over the scenario's clients.
-pub fn make_partition(s: &Scenario, data: &DataSplit) -> Result<ClientIndices, RunError> {
+/// Splits the training data over the scenario's clients (or, for data
+/// generated on demand, makes each client one generated device).
+pub fn make_partition(s: &Scenario, data: &DataSplit) -> Result<Population, RunError> {
+    if let DataSpec::SyntheticOnDemand { config, .. } = &s.data {
+        return Ok(Population::Generated(Arc::new(
+            synthetic::SyntheticDevices::new(config, s.seed),
+        )));
+    }
     let mut rng = stream(s.seed, Purpose::Partition, 0, 0);
     Ok(partition::partition(
         &data.train.y,
@@ -265,7 +279,8 @@ pub fn make_partition(s: &Scenario, data: &DataSplit) -> Result<ClientIndices, R
         data.train.groups.as_deref(),
         &s.partition,
         &mut rng,
-    )?)
+    )?
+    .into())
 }
 
 /// Builds the scenario's model for data of this shape.
@@ -399,7 +414,7 @@ impl Experiment {
         Self::from_parts(
             scenario,
             Arc::new(data),
-            Arc::new(clients),
+            clients,
             t0.elapsed().as_secs_f64(),
         )
     }
@@ -411,7 +426,7 @@ impl Experiment {
     pub fn from_parts(
         scenario: Scenario,
         data: Arc<DataSplit>,
-        clients: Arc<ClientIndices>,
+        clients: Population,
         setup_s: f64,
     ) -> Result<Self, RunError> {
         if clients.len() != scenario.clients {

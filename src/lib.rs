@@ -42,6 +42,7 @@ pub mod memory;
 pub mod model;
 pub mod partition;
 pub mod plot;
+pub mod population;
 pub mod report;
 pub mod rng;
 pub mod scenario;

@@ -32,7 +32,7 @@ use crate::data::Dataset;
 use crate::engine::{ClientTrip, SimTime};
 use crate::experiment::{Experiment, Timing};
 use crate::model::{Model, Scratch};
-use crate::partition::ClientIndices;
+use crate::population::Population;
 use crate::rng::{Purpose, stream};
 use crate::strategy::ClientUpdate;
 
@@ -119,7 +119,7 @@ struct JobContext<'e> {
     seed: u64,
     model: &'e dyn Model,
     train: &'e Dataset,
-    clients: &'e ClientIndices,
+    clients: &'e Population,
 }
 
 impl<'e> JobContext<'e> {
@@ -146,10 +146,12 @@ impl<'e> JobContext<'e> {
             correction: job.correction.as_deref(),
             label_map: attackers.flipped.as_deref().filter(|_| malicious),
         };
+        let data = self.clients.client_data(self.train, c);
+        let (train, rows) = data.parts();
         train_local_with(
             self.model,
-            self.train,
-            &self.clients[c],
+            train,
+            rows,
             job.base,
             local,
             job.max_steps,
@@ -182,7 +184,7 @@ impl Experiment {
     pub fn predicted_trip(&self, client: usize, local: &LocalConfig) -> SimTime {
         let s = &self.scenario;
         let prof = s.system.devices.profile(s.seed, client);
-        let work = planned_work(local, self.clients[client].len());
+        let work = planned_work(local, self.clients.size(client));
         let bytes = self.transfer_bytes();
         SimTime::from_secs(prof.download_s(bytes))
             + SimTime::from_secs(
@@ -209,7 +211,7 @@ impl Experiment {
     ) -> Plan {
         let s = &self.scenario;
         let prof = s.system.devices.profile(s.seed, client);
-        let n = self.clients[client].len();
+        let n = self.clients.size(client);
         let work = planned_work(local, n);
         let per_sample = self.per_sample_s(key, client);
         let bytes = self.transfer_bytes();
@@ -332,7 +334,7 @@ impl Experiment {
                 Trained {
                     update: ClientUpdate {
                         client: c,
-                        num_samples: clients[c].len(),
+                        num_samples: clients.size(c),
                         steps: r.steps,
                         train_loss: r.train_loss,
                         partial: job.max_steps.is_some(),

@@ -42,7 +42,7 @@ use crate::experiment::{
     Experiment, Observer, RoundRow, RunError, Timing, check_data, load_data, make_partition,
     peak_rss_mib,
 };
-use crate::partition::ClientIndices;
+use crate::population::Population;
 use crate::report::{MetricsWriter, RunDir, Summary, summarize};
 use crate::scenario::{DataSpec, Scenario};
 use crate::trace::RoundTrace;
@@ -164,7 +164,7 @@ fn partition_key(s: &Scenario) -> String {
 
 /// What one job needs besides its scenario: the data, the partition and
 /// the wall-clock seconds spent making them (shared between jobs).
-pub type SharedParts = (Arc<DataSplit>, Arc<ClientIndices>, f64);
+pub type SharedParts = (Arc<DataSplit>, Population, f64);
 
 /// Data and partitions, loaded once per distinct key and shared.
 pub struct Shared {
@@ -200,17 +200,17 @@ pub fn load_shared(jobs: &[Job]) -> Result<Shared> {
         .map(|&k| {
             let t0 = Instant::now();
             let d = load_data(&jobs[k].scenario)?;
-            check_data(&d)?;
+            check_data(&jobs[k].scenario, &d)?;
             Ok((Arc::new(d), t0.elapsed().as_secs_f64()))
         })
         .collect::<Result<_, RunError>>()?;
     let (part_idx, part_reps) = index_by(jobs, partition_key);
-    let parts: Vec<(Arc<ClientIndices>, f64)> = part_reps
+    let parts: Vec<(Population, f64)> = part_reps
         .par_iter()
         .map(|&k| {
             let t0 = Instant::now();
             let p = make_partition(&jobs[k].scenario, &datas[data_idx[k]].0)?;
-            Ok((Arc::new(p), t0.elapsed().as_secs_f64()))
+            Ok((p, t0.elapsed().as_secs_f64()))
         })
         .collect::<Result<_, RunError>>()?;
     let per_job = (0..jobs.len())

@@ -124,9 +124,7 @@ fn device_stream(
     shared: Option<&DeviceModel>,
 ) -> (DeviceModel, Rng) {
     let mut rng = rng::stream(seed, Purpose::Data, device as u64, DEVICE_STREAM);
-    // Heavy tailed: `as` saturates, so an astronomically unlikely draw cannot
-    // wrap around; it would simply ask for a huge allocation.
-    let n = (4.0 + 2.0 * normal(&mut rng)).exp().floor() as usize + 50;
+    let n = draw_size(&mut rng);
     let model = match shared {
         Some(shared) => DeviceModel {
             n,
@@ -154,6 +152,14 @@ fn device_stream(
         }
     };
     (model, rng)
+}
+
+/// A device's sample count `n_k = floor(lognormal(4, 2)) + 50`, the first
+/// draw of its stream.
+fn draw_size(rng: &mut Rng) -> usize {
+    // Heavy tailed: `as` saturates, so an astronomically unlikely draw cannot
+    // wrap around; it would simply ask for a huge allocation.
+    (4.0 + 2.0 * normal(rng)).exp().floor() as usize + 50
 }
 
 /// The shared model of the IID variant, as a [`DeviceModel`] template.
@@ -329,6 +335,132 @@ pub fn fedprox_synthetic_device(cfg: &SyntheticConfig, seed: u64, device: usize)
         name: format!("{} device {device}", synthetic_name(cfg)),
         train,
         test,
+    }
+}
+
+/// FedProx Synthetic(α, β) devices generated one at a time, when needed:
+/// the population behind `data.on_demand`, where no dataset is ever held
+/// in memory as a whole.
+///
+/// Device `k` here is bit-identical to group `k` of [`fedprox_synthetic`]
+/// with the same configuration and seed (its stream `(seed, Data, k, 0)`
+/// does not depend on the device count); `cfg.devices` is the population
+/// size. Looking up a device's size costs one draw; generating its
+/// training rows costs those rows (its test rows, drawn after them, are
+/// not generated).
+#[derive(Debug, Clone)]
+pub struct SyntheticDevices {
+    cfg: SyntheticConfig,
+    seed: u64,
+    template: Option<DeviceModel>,
+}
+
+/// Stream coordinate `b` of the draw of the test devices of an on-demand
+/// population, `(seed, Data, 0, 3)`.
+const TEST_DEVICES_STREAM: u64 = 3;
+
+impl SyntheticDevices {
+    /// The devices of `cfg` (`cfg.devices` of them) for `seed`.
+    pub fn new(cfg: &SyntheticConfig, seed: u64) -> Self {
+        Self {
+            cfg: cfg.clone(),
+            seed,
+            template: cfg.iid.then(|| iid_template(seed)),
+        }
+    }
+
+    /// The configuration (its `devices` is the population size).
+    pub fn config(&self) -> &SyntheticConfig {
+        &self.cfg
+    }
+
+    /// Number of devices.
+    pub fn len(&self) -> usize {
+        self.cfg.devices
+    }
+
+    /// Whether there are no devices.
+    pub fn is_empty(&self) -> bool {
+        self.cfg.devices == 0
+    }
+
+    /// Number of training samples of `device` (one draw, no data made).
+    pub fn train_size(&self, device: usize) -> usize {
+        let mut rng = rng::stream(self.seed, Purpose::Data, device as u64, DEVICE_STREAM);
+        train_count(draw_size(&mut rng), self.cfg.test_fraction)
+    }
+
+    /// The training rows of `device` (one group), bit-identical to its
+    /// training group in [`fedprox_synthetic`].
+    pub fn train_data(&self, device: usize) -> Dataset {
+        let (model, mut rng) = device_stream(&self.cfg, self.seed, device, self.template.as_ref());
+        let t = train_count(model.n, self.cfg.test_fraction);
+        let mut x = vec![0f32; t * SYNTHETIC_FEATURES];
+        let mut y = vec![0u32; t];
+        fill_samples(&model, &feature_std(), &mut rng, &mut x, &mut y);
+        #[allow(clippy::single_range_in_vec_init)] // one group: the device
+        synthetic_dataset(x, y, vec![0..t])
+    }
+
+    /// The devices whose held-out rows form the test set of an on-demand
+    /// population: `count` distinct devices drawn uniformly from stream
+    /// `(seed, Data, 0, 3)`, ascending (all devices when `count` ≥ their
+    /// number).
+    pub fn test_devices(&self, count: usize) -> Vec<usize> {
+        let n = self.len();
+        if count >= n {
+            return (0..n).collect();
+        }
+        let mut rng = rng::stream(self.seed, Purpose::Data, 0, TEST_DEVICES_STREAM);
+        let mut v = rand::seq::index::sample(&mut rng, n, count).into_vec();
+        v.sort_unstable();
+        v
+    }
+
+    /// The held-out rows of `devices`, concatenated in the given order with
+    /// one group per device: the same rows [`fedprox_synthetic`] puts in its
+    /// test set for those devices. Generated in parallel; the result does not
+    /// depend on the thread count.
+    pub fn test_data(&self, devices: &[usize]) -> Dataset {
+        use rayon::prelude::*;
+        let parts: Vec<(Vec<f32>, Vec<u32>)> = devices
+            .par_iter()
+            .map(|&k| {
+                let (model, mut rng) =
+                    device_stream(&self.cfg, self.seed, k, self.template.as_ref());
+                let t = train_count(model.n, self.cfg.test_fraction);
+                let std = feature_std();
+                // The training rows come first in the stream: draw and drop them.
+                let mut x = vec![0f32; t * SYNTHETIC_FEATURES];
+                let mut y = vec![0u32; t];
+                fill_samples(&model, &std, &mut rng, &mut x, &mut y);
+                let m = model.n - t;
+                let mut x = vec![0f32; m * SYNTHETIC_FEATURES];
+                let mut y = vec![0u32; m];
+                fill_samples(&model, &std, &mut rng, &mut x, &mut y);
+                (x, y)
+            })
+            .collect();
+        let mut x = Vec::new();
+        let mut y = Vec::new();
+        let mut groups = Vec::with_capacity(parts.len());
+        for (px, py) in parts {
+            groups.push(y.len()..y.len() + py.len());
+            x.extend_from_slice(&px);
+            y.extend_from_slice(&py);
+        }
+        synthetic_dataset(x, y, groups)
+    }
+
+    /// The on-demand population as a [`DataSplit`]: an empty training set
+    /// (with the shape of the data; clients generate their rows when they
+    /// train) and the test rows of [`SyntheticDevices::test_devices`]`(test_devices)`.
+    pub fn split(&self, test_devices: usize) -> DataSplit {
+        DataSplit {
+            name: format!("{} on demand", synthetic_name(&self.cfg)),
+            train: synthetic_dataset(Vec::new(), Vec::new(), Vec::new()),
+            test: self.test_data(&self.test_devices(test_devices)),
+        }
     }
 }
 

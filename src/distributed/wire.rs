@@ -258,7 +258,7 @@ pub fn assign(costs: &[u64], ranks: usize) -> Vec<usize> {
 /// The cost of a job for [`assign`]: the samples its local training will
 /// process (plus one, so jobs with no work still spread out).
 pub fn job_cost(exp: &Experiment, job: &TrainJob<'_>, local: &LocalConfig) -> u64 {
-    let n = exp.clients[job.client].len();
+    let n = exp.clients.size(job.client);
     work_for_steps(local, n, job.max_steps.unwrap_or(usize::MAX)).samples as u64 + 1
 }
 
@@ -304,8 +304,11 @@ const FINGERPRINT_NAMES: [&str; 8] = [
 impl Fingerprint {
     /// The fingerprint of this process's experiment.
     pub fn of(exp: &Experiment) -> Self {
-        let partition = exp.clients.iter().fold(0, |h, c| {
-            hash_words(h ^ c.len() as u64, c.iter().map(|&i| i as u64))
+        // A generated population is fixed by the resolved scenario alone.
+        let partition = exp.clients.indices().map_or(0, |idx| {
+            idx.iter().fold(0, |h, c| {
+                hash_words(h ^ c.len() as u64, c.iter().map(|&i| i as u64))
+            })
         });
         Self(vec![
             PROTOCOL,

@@ -74,6 +74,15 @@ pub enum ScenarioError {
 pub enum DataSpec {
     /// FedProx Synthetic(α, β).
     Synthetic(SyntheticConfig),
+    /// FedProx Synthetic(α, β), each device generated when it trains
+    /// (`data.on_demand`); the test set is the held-out rows of
+    /// `test_devices` devices drawn at random.
+    SyntheticOnDemand {
+        /// The generator (`devices` is the population size).
+        config: SyntheticConfig,
+        /// Devices whose held-out rows form the test set.
+        test_devices: usize,
+    },
     /// Gaussian mixture.
     Mixture(MixtureConfig),
     /// Fashion-MNIST IDX files in this folder.
@@ -454,13 +463,29 @@ pub fn validate(mut raw: RawScenario, origin: &str) -> Result<Scenario, Scenario
             c.unused("data.separation", &mut d.separation, mix_only);
             c.unused("data.noise", &mut d.noise, mix_only);
             c.unused("data.path", &mut d.path, "synthetic data needs no files");
-            DataSpec::Synthetic(SyntheticConfig {
+            let config = SyntheticConfig {
                 alpha,
                 beta,
                 devices,
                 iid,
                 test_fraction: tf,
-            })
+            };
+            if *d.on_demand.get_or_insert(false) {
+                let test_devices =
+                    c.positive_count("data.test_devices", *d.test_devices.get_or_insert(1000))?;
+                DataSpec::SyntheticOnDemand {
+                    config,
+                    test_devices,
+                }
+            } else {
+                c.unused(
+                    "data.test_devices",
+                    &mut d.test_devices,
+                    "it applies to data.on_demand = true only (otherwise every device's \
+                     held-out rows are in the test set)",
+                );
+                DataSpec::Synthetic(config)
+            }
         }
         DataKind::GaussianMixture => {
             let samples = c.positive_count("data.samples", *d.samples.get_or_insert(20_000))?;
@@ -478,6 +503,8 @@ pub fn validate(mut raw: RawScenario, origin: &str) -> Result<Scenario, Scenario
             c.unused("data.devices", &mut d.devices, synth_only);
             c.unused("data.iid", &mut d.iid, synth_only);
             c.unused("data.test_fraction", &mut d.test_fraction, synth_only);
+            c.unused("data.on_demand", &mut d.on_demand, synth_only);
+            c.unused("data.test_devices", &mut d.test_devices, synth_only);
             c.unused("data.path", &mut d.path, "generated data needs no files");
             DataSpec::Mixture(MixtureConfig {
                 samples,
@@ -523,6 +550,8 @@ pub fn validate(mut raw: RawScenario, origin: &str) -> Result<Scenario, Scenario
             c.unused("data.devices", &mut d.devices, why);
             c.unused("data.iid", &mut d.iid, why);
             c.unused("data.test_fraction", &mut d.test_fraction, why);
+            c.unused("data.on_demand", &mut d.on_demand, why);
+            c.unused("data.test_devices", &mut d.test_devices, why);
             c.unused("data.samples", &mut d.samples, why);
             c.unused("data.test_samples", &mut d.test_samples, why);
             c.unused("data.features", &mut d.features, why);
@@ -540,11 +569,20 @@ pub fn validate(mut raw: RawScenario, origin: &str) -> Result<Scenario, Scenario
     // ---- partition ----
     let p = &mut raw.partition;
     let kind = *p.kind.get_or_insert(match data {
-        DataSpec::Synthetic(_) => PartitionKind::Natural,
+        DataSpec::Synthetic(_) | DataSpec::SyntheticOnDemand { .. } => PartitionKind::Natural,
         _ => PartitionKind::Iid,
     });
     let clients = match (kind, &data) {
-        (PartitionKind::Natural, DataSpec::Synthetic(s)) => {
+        (_, DataSpec::SyntheticOnDemand { .. }) if kind != PartitionKind::Natural => {
+            return Err(c.invalid(
+                "partition.kind",
+                "must be \"natural\" with data.on_demand = true: each client is one \
+                 generated device (set data.on_demand = false to split a generated \
+                 dataset another way)",
+            ));
+        }
+        (PartitionKind::Natural, DataSpec::Synthetic(s))
+        | (PartitionKind::Natural, DataSpec::SyntheticOnDemand { config: s, .. }) => {
             if let Some(n) = p.clients
                 && n != s.devices
             {
@@ -733,6 +771,17 @@ pub fn validate(mut raw: RawScenario, origin: &str) -> Result<Scenario, Scenario
 
     // ---- strategy ----
     let strategy = validate_strategy(&mut c, &mut raw.strategy, raw.clients_per_round, cl)?;
+    if matches!(
+        strategy,
+        StrategySpec::ParameterServer(_) | StrategySpec::Centralised(_)
+    ) && matches!(data, DataSpec::SyntheticOnDemand { .. })
+    {
+        return Err(c.invalid(
+            "strategy.kind",
+            "trains on the pooled training set, which data.on_demand = true never \
+             builds; set data.on_demand = false (and fewer data.devices) for this baseline",
+        ));
+    }
     if let StrategySpec::FedAsync { concurrency, .. } | StrategySpec::FedBuff { concurrency, .. } =
         &strategy
         && *concurrency > clients
@@ -1375,6 +1424,46 @@ mod tests {
         assert_eq!(s.clients, 1000);
         assert!(matches!(s.partition.label, LabelSkew::Natural));
         assert_eq!(s.model, ModelSpec::Softmax);
+    }
+
+    #[test]
+    fn on_demand_population_is_checked() {
+        let s = from_str("[data]\ndevices = 1000000\non_demand = true", "s.toml", &[]).unwrap();
+        assert_eq!(s.clients, 1_000_000);
+        let DataSpec::SyntheticOnDemand {
+            config,
+            test_devices,
+        } = &s.data
+        else {
+            panic!("{:?}", s.data)
+        };
+        assert_eq!((config.devices, *test_devices), (1_000_000, 1000));
+        let e = err("[data]\non_demand = true\n[partition]\nkind = \"iid\"\nclients = 10");
+        assert!(
+            e.contains("partition.kind") && e.contains("\"natural\""),
+            "{e}"
+        );
+        let e = err("[data]\non_demand = true\n[strategy]\nkind = \"centralised\"");
+        assert!(
+            e.contains("strategy.kind") && e.contains("data.on_demand = false"),
+            "{e}"
+        );
+        let e = err("[data]\non_demand = true\ntest_devices = 0");
+        assert!(e.contains("data.test_devices"), "{e}");
+        let s = from_str("[data]\ntest_devices = 5", "s.toml", &[]).unwrap();
+        assert!(matches!(s.data, DataSpec::Synthetic(_)));
+        assert!(
+            s.notes.iter().any(|n| n.contains("data.test_devices")),
+            "{:?}",
+            s.notes
+        );
+        let s = from_str(
+            "[data]\nkind = \"gaussian-mixture\"\non_demand = true\n[partition]\nclients = 50",
+            "s.toml",
+            &[],
+        )
+        .unwrap();
+        assert!(s.notes.iter().any(|n| n.contains("data.on_demand")));
     }
 
     #[test]

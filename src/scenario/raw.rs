@@ -97,6 +97,12 @@ pub struct RawData {
     pub iid: Option<bool>,
     /// Synthetic: share of each device's samples held out for testing (default 0.1).
     pub test_fraction: Option<f64>,
+    /// Synthetic: generate each device's data when it trains instead of the
+    /// whole dataset up front (default false).
+    pub on_demand: Option<bool>,
+    /// Synthetic on demand: the test set is the held-out rows of this many
+    /// devices drawn at random (default 1000).
+    pub test_devices: Option<usize>,
     /// Mixture: training samples (default 20000).
     pub samples: Option<usize>,
     /// Mixture: test samples (default 5000).
@@ -123,6 +129,8 @@ impl Default for RawData {
             devices: None,
             iid: None,
             test_fraction: None,
+            on_demand: None,
+            test_devices: None,
             samples: None,
             test_samples: None,
             features: None,

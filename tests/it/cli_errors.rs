@@ -84,6 +84,15 @@ fn more_clients_per_round_than_clients() {
 }
 
 #[test]
+fn on_demand_data_needs_the_natural_partition() {
+    assert_error(
+        "[data]\non_demand = true\n[partition]\nkind = \"dirichlet\"\nclients = 100\n",
+        &[],
+        &["partition.kind", "natural", "data.on_demand = false"],
+    );
+}
+
+#[test]
 fn bad_overrides_are_reported() {
     assert_error(TINY, &["--set", "client.lrr=0.1"], &["lrr", "--set"]);
     assert_error(TINY, &["--set", "rounds"], &["key.path=value"]);
