@@ -460,9 +460,12 @@ pub fn inspect_with_plots(
         "latency ms",
         profiles.iter().map(|p| p.latency_s * 1e3).collect(),
     )?;
-    let bytes = model.num_params() as u64 * 4;
+    // What travels each way: the model, times the strategy's vectors
+    // (SCAFFOLD's control variates travel with it).
+    let strategy = make_strategy(&s.strategy);
+    let bytes = model.num_params() as u64 * 4 * strategy.vectors_per_transfer();
     // The schedule clients follow under the strategy (FedSGD: one pass).
-    let local = &make_strategy(&s.strategy).configure_client(&s.local);
+    let local = &strategy.configure_client(&s.local);
     line(
         "round trip s (no jitter)",
         (0..n)
@@ -475,8 +478,34 @@ pub fn inspect_with_plots(
             })
             .collect(),
     )?;
+    if strategy.vectors_per_transfer() > 1 {
+        writeln!(
+            out,
+            "  {} travels with {} vectors each way ({} per transfer)",
+            strategy.name(),
+            strategy.vectors_per_transfer(),
+            human_bytes(bytes)
+        )?;
+    }
     if let Some(d) = s.system.deadline {
         writeln!(out, "deadline: {}", human_duration(d.as_secs()))?;
+    }
+    if let Some(spec) = &s.byzantine {
+        let b = crate::byzantine::Byzantine::new(spec, s.clients, s.seed);
+        let ids = b.malicious();
+        const SHOWN: usize = 12;
+        let mut list: Vec<String> = ids.iter().take(SHOWN).map(|c| c.to_string()).collect();
+        if ids.len() > SHOWN {
+            list.push(format!("… ({} more)", ids.len() - SHOWN));
+        }
+        writeln!(
+            out,
+            "byzantine: {} of {} clients malicious ({}): {}",
+            ids.len(),
+            s.clients,
+            b.attack().name(),
+            list.join(", ")
+        )?;
     }
     inspect_async_and_availability(out, &s)?;
     Ok(())

@@ -359,3 +359,47 @@ fn a_million_clients_on_demand_run_and_inspect_quickly_in_little_memory() {
         assert!(text.contains(needle), "inspect lacks {needle:?}:\n{text}");
     }
 }
+
+#[test]
+fn inspect_names_malicious_clients_and_counts_scaffold_transfers_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = write(dir.path(), "tiny.toml", TINY);
+    let inspect = |sets: &[&str]| {
+        let mut cmd = fedsim();
+        cmd.arg("inspect").arg(&sc);
+        for s in sets {
+            cmd.arg("--set").arg(s);
+        }
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let text = inspect(&["byzantine.fraction=0.1", "byzantine.attack=\"sign-flip\""]);
+    // round(0.1 × 60) = 6 malicious clients, all listed.
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("byzantine:"))
+        .unwrap_or_else(|| panic!("no byzantine line:\n{text}"));
+    assert!(
+        line.contains("6 of 60 clients malicious (sign-flip)"),
+        "{line}"
+    );
+    let ids: Vec<usize> = line
+        .rsplit(": ")
+        .next()
+        .unwrap()
+        .split(", ")
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 6);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]) && ids[5] < 60);
+
+    // SCAFFOLD sends the model and a control variate: twice FedAvg's bytes.
+    let fedavg = inspect(&[]);
+    let scaffold = inspect(&["strategy.kind=scaffold"]);
+    assert!(!fedavg.contains("travels with"));
+    assert!(
+        scaffold.contains("scaffold travels with 2 vectors each way"),
+        "{scaffold}"
+    );
+}
