@@ -335,10 +335,12 @@ pub fn make_strategy(spec: &StrategySpec) -> Box<dyn Strategy> {
             alpha,
             staleness,
             concurrency,
+            rho,
         } => Box::new(FedAsync {
             alpha: *alpha,
             staleness: *staleness,
             concurrency: *concurrency,
+            rho: *rho,
         }),
         StrategySpec::FedBuff {
             buffer,

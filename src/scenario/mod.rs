@@ -179,6 +179,8 @@ pub enum StrategySpec {
         staleness: Staleness,
         /// Clients training at once.
         concurrency: usize,
+        /// Proximal coefficient ρ of the local objective.
+        rho: f64,
     },
     /// FedBuff (asynchronous engine).
     FedBuff {
@@ -1275,10 +1277,12 @@ fn validate_strategy(
                 "strategy.fedasync.concurrency",
                 *t.concurrency.get_or_insert(per_round),
             )?;
+            let rho = c.non_negative("strategy.fedasync.rho", t.rho)?;
             StrategySpec::FedAsync {
                 alpha,
                 staleness,
                 concurrency,
+                rho,
             }
         }
         StrategyKind::Fedbuff => {
@@ -2004,7 +2008,8 @@ mod tests {
             StrategySpec::FedAsync {
                 alpha: 0.6,
                 staleness: Staleness::Polynomial { a: 0.5 },
-                concurrency: 10
+                concurrency: 10,
+                rho: 0.0
             }
         );
         assert_eq!(
@@ -2012,7 +2017,8 @@ mod tests {
             StrategySpec::FedAsync {
                 alpha: 0.6,
                 staleness: Staleness::Hinge { a: 10.0, b: 4.0 },
-                concurrency: 10
+                concurrency: 10,
+                rho: 0.0
             }
         );
         assert_eq!(

@@ -653,6 +653,9 @@ pub struct RawFedAsync {
     pub b: Option<f64>,
     /// Clients training at once (default clients_per_round).
     pub concurrency: Option<usize>,
+    /// Proximal coefficient ρ of the clients' local objective
+    /// `F_i(x) + (ρ/2)‖x − x_t‖²` (default 0: plain local SGD).
+    pub rho: f64,
 }
 
 impl Default for RawFedAsync {
@@ -663,6 +666,7 @@ impl Default for RawFedAsync {
             a: None,
             b: None,
             concurrency: None,
+            rho: 0.0,
         }
     }
 }

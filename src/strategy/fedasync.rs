@@ -2,6 +2,7 @@
 
 use super::asynchronous::{AsyncStrategy, AsyncUpdate, Staleness, aggregate_fresh};
 use super::{ClientUpdate, RoundInfo, Strategy};
+use crate::client::LocalConfig;
 
 /// FedAsync (Xie, Koyejo, Gupta, "Asynchronous Federated Optimization",
 /// OPT 2020 workshop, arXiv:1903.03934, Algorithm 1): the server applies
@@ -11,8 +12,9 @@ use super::{ClientUpdate, RoundInfo, Strategy};
 ///
 /// where `y` is the client's trained model, τ its staleness (server updates
 /// since its download) and `s` a [`Staleness`] function (constant,
-/// polynomial `(τ + 1)^(−a)`, hinge). Clients train with plain local SGD
-/// (the paper's optional proximal term ρ is not applied). Mixing is done in
+/// polynomial `(τ + 1)^(−a)`, hinge). Clients minimise the paper's
+/// regularised local objective `F_i(x) + (ρ/2)‖x − x_t‖²`, where `x_t` is
+/// the model they downloaded (ρ = 0: plain local SGD). Mixing is done in
 /// f64 per coordinate.
 #[derive(Debug, Clone)]
 pub struct FedAsync {
@@ -22,6 +24,9 @@ pub struct FedAsync {
     pub staleness: Staleness,
     /// Clients training at once.
     pub concurrency: usize,
+    /// Proximal coefficient ρ ≥ 0 of the local objective (scenario
+    /// default 0).
+    pub rho: f64,
 }
 
 impl FedAsync {
@@ -55,6 +60,12 @@ impl Strategy for FedAsync {
         "fedasync".into()
     }
 
+    fn configure_client(&self, base: &LocalConfig) -> LocalConfig {
+        let mut c = base.clone();
+        c.prox_mu = self.rho as f32;
+        c
+    }
+
     fn aggregate(&mut self, global: &mut [f32], updates: &[ClientUpdate], info: &RoundInfo) {
         aggregate_fresh(self, global, updates, info);
     }
@@ -80,11 +91,31 @@ mod tests {
     }
 
     #[test]
+    fn rho_is_the_clients_proximal_coefficient() {
+        let base = LocalConfig {
+            prox_mu: 0.3,
+            ..LocalConfig::default()
+        };
+        let mut s = FedAsync {
+            alpha: 0.5,
+            staleness: Staleness::Constant,
+            concurrency: 1,
+            rho: 0.0,
+        };
+        assert_eq!(s.configure_client(&base).prox_mu, 0.0);
+        s.rho = 0.01;
+        let c = s.configure_client(&base);
+        assert_eq!(c.prox_mu, 0.01);
+        assert_eq!((c.lr, c.epochs), (base.lr, base.epochs));
+    }
+
+    #[test]
     fn mixes_by_alpha_times_staleness_weight() {
         let mut s = FedAsync {
             alpha: 0.5,
             staleness: Staleness::Polynomial { a: 1.0 },
             concurrency: 2,
+            rho: 0.0,
         };
         let mut x = vec![0.0f32, 4.0];
         let y = [2.0f32, 0.0];
@@ -100,6 +131,7 @@ mod tests {
             alpha: 1.0,
             staleness: Staleness::Constant,
             concurrency: 1,
+            rho: 0.0,
         };
         t.apply(&mut x, &[up(&y, &y, 7)]);
         assert_eq!(x, y.to_vec());

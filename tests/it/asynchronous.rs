@@ -425,3 +425,34 @@ fn fastest_selection_makes_rounds_shorter() {
         total[0]
     );
 }
+
+#[test]
+fn fedasync_rho_regularises_training_but_not_the_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = write(dir.path(), "tiny.toml", TINY);
+    let mut runs = Vec::new();
+    for rho in ["0", "5"] {
+        let out = dir.path().join(format!("rho{rho}"));
+        let mut args: Vec<String> = TINY_ASYNC.iter().map(|s| s.to_string()).collect();
+        for s in [
+            "strategy.kind=fedasync".to_string(),
+            format!("strategy.fedasync.rho={rho}"),
+        ] {
+            args.push("--set".into());
+            args.push(s);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_ok(&sc, &out, &args);
+        runs.push(read_csv(&out.join("metrics.csv")));
+    }
+    let [(h, a), (_, b)] = [runs[0].clone(), runs[1].clone()];
+    // Same draws, same timeline: ρ only changes what clients compute.
+    assert_eq!(
+        column(&h, &a, "virtual_time_s"),
+        column(&h, &b, "virtual_time_s")
+    );
+    assert_ne!(
+        column(&h, &a, "test_accuracy"),
+        column(&h, &b, "test_accuracy")
+    );
+}
