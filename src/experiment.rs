@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use crate::data::{DataError, DataSplit, Dataset, idx, synthetic};
 use crate::engine::{ClientTrip, CloseReason, Fate, ServerStep, SimTime, plan_round};
-use crate::model::{Mlp, Model, Scratch, SoftmaxRegression};
+use crate::model::{Mlp, Model, SoftmaxRegression};
 use crate::partition::{self, PartitionError};
 use crate::population::Population;
 use crate::rng::{Purpose, stream};
@@ -35,7 +35,9 @@ use crate::strategy::{
 };
 use crate::system::availability::IDLE_RETRY_S;
 use crate::trace::RoundTrace;
-use crate::training::{Attackers, LocalTrainer, Plan, TrainJob, Trainer, mean_train_loss};
+use crate::training::{
+    Attackers, LocalTrainer, Plan, TrainJob, Trainer, mean_train_loss, with_thread_scratch,
+};
 
 /// Why an experiment could not be built or run.
 #[derive(Debug, thiserror::Error)]
@@ -382,7 +384,8 @@ fn subset(d: &Dataset, rows: &[u32]) -> Dataset {
 }
 
 /// Mean loss and accuracy of `params` on `data`, evaluated in fixed blocks
-/// in parallel and summed in block order (deterministic).
+/// in parallel (each worker with its thread's scratch space) and summed in
+/// block order (deterministic).
 pub fn evaluate(model: &dyn Model, params: &[f32], data: &Dataset) -> (f64, f64) {
     const BLOCK: usize = 1024;
     let n = data.len();
@@ -391,15 +394,17 @@ pub fn evaluate(model: &dyn Model, params: &[f32], data: &Dataset) -> (f64, f64)
     }
     let blocks: Vec<(f64, usize)> = (0..n.div_ceil(BLOCK))
         .into_par_iter()
-        .map_init(Scratch::new, |scratch, b| {
+        .map(|b| {
             let lo = b * BLOCK;
             let hi = (lo + BLOCK).min(n);
-            model.evaluate(
-                params,
-                data.x.slice(ndarray::s![lo..hi, ..]),
-                &data.y[lo..hi],
-                scratch,
-            )
+            with_thread_scratch(|scratch| {
+                model.evaluate(
+                    params,
+                    data.x.slice(ndarray::s![lo..hi, ..]),
+                    &data.y[lo..hi],
+                    scratch,
+                )
+            })
         })
         .collect();
     let (loss, correct) = blocks

@@ -18,6 +18,7 @@
 //! ran it or which other jobs shared its batch; results come back in job
 //! order.
 
+use std::cell::RefCell;
 use std::time::Instant;
 
 use rand::RngExt;
@@ -281,8 +282,9 @@ impl Experiment {
         JobContext::of(self).train(job, local, attackers, scratch)
     }
 
-    /// Trains `jobs` in this process, in parallel (rayon, one [`Scratch`]
-    /// per worker thread), and returns their results in job order: the
+    /// Trains `jobs` in this process, in parallel (rayon, each worker
+    /// thread with its own [`Scratch`], see [`with_thread_scratch`]), and
+    /// returns their results in job order: the
     /// [`LocalTrainer`] backend.
     pub fn train_here(
         &self,
@@ -292,9 +294,7 @@ impl Experiment {
     ) -> Vec<LocalResult> {
         let cx = JobContext::of(self);
         jobs.par_iter()
-            .map_init(Scratch::new, |scratch, job| {
-                cx.train(job, local, attackers, scratch)
-            })
+            .map(|job| with_thread_scratch(|scratch| cx.train(job, local, attackers, scratch)))
             .collect()
     }
 
@@ -345,6 +345,26 @@ impl Experiment {
             })
             .collect()
     }
+}
+
+thread_local! {
+    /// This thread's scratch space for [`with_thread_scratch`].
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::new());
+}
+
+/// Runs `f` with this thread's [`Scratch`], which lives as long as the
+/// thread: a rayon worker grows its buffers once per run instead of once
+/// per parallel batch (`map_init` creates a fresh scratch for every piece
+/// of work a batch is split into, several per round, each re-allocating
+/// and zeroing model-sized buffers). Scratch contents are unspecified on
+/// every use, so results do not depend on which thread's scratch a job
+/// gets. A nested call on the same thread (a job waiting inside rayon
+/// steals another) gets a fresh scratch.
+pub fn with_thread_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    SCRATCH.with(|s| match s.try_borrow_mut() {
+        Ok(mut s) => f(&mut s),
+        Err(_) => f(&mut Scratch::new()),
+    })
 }
 
 /// Where a batch of client training runs: the hook behind

@@ -33,7 +33,13 @@
 //! Sums over updates are accumulated in f64 in the order the updates are
 //! given (client-id order). Coordinate-wise rules may run coordinates in
 //! parallel: each coordinate's result depends only on that coordinate's
-//! values, never on how coordinates are split over threads.
+//! values, never on how coordinates are split over threads. The weighted
+//! sums ([`weighted_average`], [`weighted_delta`]) do exactly that: the
+//! parameter vector is cut into fixed chunks of [`PARAM_CHUNK`] coordinates
+//! (a constant, not a function of the thread count), chunks run in
+//! parallel, and within a chunk every coordinate still adds the updates one
+//! by one in client order — the same operations in the same order as a
+//! serial loop, so the result is bit for bit the serial one.
 
 use rayon::prelude::*;
 
@@ -160,15 +166,120 @@ pub fn sample_weights(updates: &[ClientUpdate]) -> Vec<f64> {
 }
 
 /// The weighted mean update `Δ = Σ p_i (y_i − x)` with `p_i = n_i / Σ n`,
-/// accumulated in f64 in the order given.
+/// accumulated in f64 in the order given (in parallel over fixed chunks of
+/// coordinates, see [`par_param_chunks`]; bit for bit the serial sum).
+///
+/// # Panics
+/// If an update's parameters are shorter than `global`.
 pub fn weighted_delta(global: &[f32], updates: &[ClientUpdate]) -> Vec<f64> {
+    let weights = sample_weights(updates);
     let mut acc = vec![0f64; global.len()];
-    for (u, w) in updates.iter().zip(sample_weights(updates)) {
-        for ((a, &y), &x) in acc.iter_mut().zip(&u.params).zip(global) {
-            *a += w * (f64::from(y) - f64::from(x));
+    par_param_chunks(&mut acc, |lo, acc| {
+        let x = &global[lo..lo + acc.len()];
+        accumulate(acc, lo, updates, &weights, |j, w, y| {
+            w * (f64::from(y) - f64::from(x[j]))
+        });
+    });
+    acc
+}
+
+/// Updates read together in one pass of [`accumulate`].
+const GROUP: usize = 8;
+
+/// `acc[j] += term(j, w_i, y_i[lo + j])` for every update `i` in the order
+/// given and every coordinate `j` of `acc`: for each coordinate, exactly
+/// the additions of the serial loop `for i { for j { acc[j] += … } }`, in
+/// the same order. The updates are read [`GROUP`] at a time in one pass
+/// over `acc`, which keeps several memory streams in flight (one pass per
+/// update is bound by memory latency). On x86-64 with AVX2 the same code
+/// is compiled for AVX2 (wider vectors, no FMA contraction: every product
+/// and sum is rounded as in the scalar code, so the bits do not change).
+///
+/// # Panics
+/// If an update's parameters are shorter than `lo + acc.len()`.
+pub fn accumulate<F>(acc: &mut [f64], lo: usize, updates: &[ClientUpdate], weights: &[f64], term: F)
+where
+    F: Fn(usize, f64, f32) -> f64,
+{
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        unsafe { accumulate_avx2(acc, lo, updates, weights, term) };
+        return;
+    }
+    accumulate_body(acc, lo, updates, weights, term);
+}
+
+/// [`accumulate_body`] compiled with AVX2 enabled (but not FMA: products
+/// and sums stay separately rounded).
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn accumulate_avx2<F>(
+    acc: &mut [f64],
+    lo: usize,
+    updates: &[ClientUpdate],
+    weights: &[f64],
+    term: F,
+) where
+    F: Fn(usize, f64, f32) -> f64,
+{
+    accumulate_body(acc, lo, updates, weights, term);
+}
+
+/// The loop of [`accumulate`].
+#[inline(always)]
+fn accumulate_body<F>(
+    acc: &mut [f64],
+    lo: usize,
+    updates: &[ClientUpdate],
+    weights: &[f64],
+    term: F,
+) where
+    F: Fn(usize, f64, f32) -> f64,
+{
+    let n = acc.len();
+    let hi = lo + n;
+    let mut groups = updates.chunks_exact(GROUP).zip(weights.chunks_exact(GROUP));
+    for (us, ws) in &mut groups {
+        let ys: [&[f32]; GROUP] = std::array::from_fn(|q| &us[q].params[lo..hi]);
+        for (j, a) in acc.iter_mut().enumerate() {
+            let mut s = *a;
+            for q in 0..GROUP {
+                s += term(j, ws[q], ys[q][j]);
+            }
+            *a = s;
         }
     }
-    acc
+    let done = updates.len() / GROUP * GROUP;
+    for (u, &w) in updates[done..].iter().zip(&weights[done..]) {
+        for ((j, a), &y) in acc.iter_mut().enumerate().zip(&u.params[lo..hi]) {
+            *a += term(j, w, y);
+        }
+    }
+}
+
+/// Coordinates per parallel task of the sums over updates
+/// ([`par_param_chunks`]): 8192 f64 accumulators (64 KiB) stay in L2 cache
+/// while the updates stream through. A constant, so how a sum is split
+/// never depends on the thread count.
+pub const PARAM_CHUNK: usize = 8192;
+
+/// Calls `f(lo, chunk)` for the chunks `out[lo..lo + PARAM_CHUNK]`
+/// (`lo = 0, PARAM_CHUNK, 2·PARAM_CHUNK, …`; the last one shorter), in
+/// parallel on the rayon pool. `f` sees each chunk once and nothing else of
+/// `out`, so whatever it computes per coordinate does not depend on the
+/// thread count or on which thread ran which chunk.
+pub fn par_param_chunks<T, F>(out: &mut [T], f: F)
+where
+    T: Send,
+    F: Fn(usize, &mut [T]) + Sync,
+{
+    out.par_chunks_mut(PARAM_CHUNK)
+        .enumerate()
+        .for_each(|(k, chunk)| f(k * PARAM_CHUNK, chunk));
 }
 
 /// Coordinates per parallel task in [`coordinatewise`].
@@ -194,23 +305,24 @@ where
         });
 }
 
-/// `Σ p_i y_i` with `p_i = n_i / Σ n`, accumulated in f64 in the order given.
+/// `Σ p_i y_i` with `p_i = n_i / Σ n` (uniform when no update has samples),
+/// accumulated in f64 in the order given and rounded to f32 into `out`.
+/// Runs in parallel over fixed chunks of coordinates ([`par_param_chunks`]);
+/// each coordinate's sum is the serial one, bit for bit, for any thread
+/// count.
+///
+/// # Panics
+/// If an update's parameters are shorter than `out`.
 pub fn weighted_average(out: &mut [f32], updates: &[ClientUpdate]) {
-    let total: f64 = updates.iter().map(|u| u.num_samples as f64).sum();
-    let mut acc = vec![0f64; out.len()];
-    for u in updates {
-        let w = if total > 0.0 {
-            u.num_samples as f64 / total
-        } else {
-            1.0 / updates.len() as f64
-        };
-        for (a, &y) in acc.iter_mut().zip(&u.params) {
-            *a += w * y as f64;
+    let weights = sample_weights(updates);
+    par_param_chunks(out, |lo, out| {
+        let mut acc = [0f64; PARAM_CHUNK];
+        let acc = &mut acc[..out.len()];
+        accumulate(acc, lo, updates, &weights, |_, w, y| w * f64::from(y));
+        for (o, &a) in out.iter_mut().zip(acc.iter()) {
+            *o = a as f32;
         }
-    }
-    for (o, a) in out.iter_mut().zip(acc) {
-        *o = a as f32;
-    }
+    });
 }
 
 #[cfg(test)]
@@ -252,6 +364,186 @@ mod tests {
         assert_eq!(weighted_delta(&x, &ups), vec![3.25, -2.5]);
         let empty = [update(0, 0, vec![2.0, 1.0]), update(1, 0, vec![4.0, 3.0])];
         assert_eq!(weighted_delta(&x, &empty), vec![2.0, 3.0]);
+    }
+
+    use rand::{RngExt, SeedableRng};
+
+    /// The serial `weighted_average` as it was before chunking: one f64
+    /// accumulator per coordinate, updates added in the order given.
+    fn weighted_average_serial(out: &mut [f32], updates: &[ClientUpdate]) {
+        let total: f64 = updates.iter().map(|u| u.num_samples as f64).sum();
+        let mut acc = vec![0f64; out.len()];
+        for u in updates {
+            let w = if total > 0.0 {
+                u.num_samples as f64 / total
+            } else {
+                1.0 / updates.len() as f64
+            };
+            for (a, &y) in acc.iter_mut().zip(&u.params) {
+                *a += w * y as f64;
+            }
+        }
+        for (o, a) in out.iter_mut().zip(acc) {
+            *o = a as f32;
+        }
+    }
+
+    /// The serial `weighted_delta` as it was before chunking.
+    fn weighted_delta_serial(global: &[f32], updates: &[ClientUpdate]) -> Vec<f64> {
+        let mut acc = vec![0f64; global.len()];
+        for (u, w) in updates.iter().zip(sample_weights(updates)) {
+            for ((a, &y), &x) in acc.iter_mut().zip(&u.params).zip(global) {
+                *a += w * (f64::from(y) - f64::from(x));
+            }
+        }
+        acc
+    }
+
+    /// `k` updates of `p` parameters whose magnitudes span many orders;
+    /// sample counts from 0 to 60 (all zero when `no_samples`).
+    fn random_updates(k: usize, p: usize, seed: u64, no_samples: bool) -> Vec<ClientUpdate> {
+        let mut rng = crate::rng::Rng::seed_from_u64(seed);
+        (0..k)
+            .map(|i| {
+                let scale = 10f32.powi(rng.random_range(-6..6));
+                let n = if no_samples {
+                    0
+                } else {
+                    rng.random_range(0..=60)
+                };
+                let params = (0..p)
+                    .map(|_| scale * (rng.random::<f32>() - 0.5))
+                    .collect();
+                update(i, n, params)
+            })
+            .collect()
+    }
+
+    fn bits32(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    fn bits64(v: &[f64]) -> Vec<u64> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    /// Lengths around the chunk boundaries, and a few update counts.
+    const LENGTHS: [usize; 8] = [
+        0,
+        1,
+        7,
+        PARAM_CHUNK - 1,
+        PARAM_CHUNK,
+        PARAM_CHUNK + 1,
+        3 * PARAM_CHUNK + 17,
+        10_007,
+    ];
+
+    #[test]
+    fn chunked_weighted_sums_equal_the_serial_ones_bit_for_bit() {
+        for (case, &p) in LENGTHS.iter().enumerate() {
+            for (k, no_samples) in [(1, false), (3, true), (64, false), (101, false)] {
+                let ups = random_updates(k, p, (case * 1000 + k) as u64, no_samples);
+                let global: Vec<f32> = random_updates(1, p, 7, false).remove(0).params;
+                let mut want = vec![f32::NAN; p];
+                weighted_average_serial(&mut want, &ups);
+                let mut got = vec![f32::NAN; p];
+                weighted_average(&mut got, &ups);
+                assert_eq!(bits32(&got), bits32(&want), "average, p = {p}, k = {k}");
+                assert_eq!(
+                    bits64(&weighted_delta(&global, &ups)),
+                    bits64(&weighted_delta_serial(&global, &ups)),
+                    "delta, p = {p}, k = {k}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn accumulate_dispatch_matches_the_portable_loop() {
+        // On AVX2 machines `accumulate` runs the AVX2 build of the loop;
+        // both builds must agree bit for bit (no FMA contraction).
+        let p = PARAM_CHUNK + 77;
+        for k in [1, GROUP - 1, GROUP, 3 * GROUP + 5] {
+            let ups = random_updates(k, p, 40 + k as u64, false);
+            let w = sample_weights(&ups);
+            let (lo, n) = (13, p - 20);
+            let mut a = vec![0.5f64; n];
+            let mut b = a.clone();
+            accumulate(&mut a, lo, &ups, &w, |j, w, y| w * f64::from(y) - j as f64);
+            accumulate_body(&mut b, lo, &ups, &w, |j, w, y| w * f64::from(y) - j as f64);
+            assert_eq!(bits64(&a), bits64(&b), "k = {k}");
+        }
+    }
+
+    #[test]
+    fn chunked_weighted_sums_do_not_depend_on_the_thread_count() {
+        let p = 5 * PARAM_CHUNK + 3;
+        let ups = random_updates(50, p, 11, false);
+        let global = random_updates(1, p, 12, false).remove(0).params;
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut out = vec![0f32; p];
+                weighted_average(&mut out, &ups);
+                (bits32(&out), bits64(&weighted_delta(&global, &ups)))
+            })
+        };
+        let one = run(1);
+        for threads in [2, 3, 8] {
+            assert!(run(threads) == one, "{threads} threads");
+        }
+    }
+
+    #[test]
+    fn weighted_average_by_hand() {
+        // p = (1/4, 3/4): 0.25·(2, 1) + 0.75·(4, −3) = (3.5, −2).
+        let ups = [update(0, 1, vec![2.0, 1.0]), update(1, 3, vec![4.0, -3.0])];
+        let mut out = [0.0f32; 2];
+        weighted_average(&mut out, &ups);
+        assert_eq!(out, [3.5, -2.0]);
+        // No samples anywhere: the plain mean.
+        let ups = [update(0, 0, vec![2.0, 1.0]), update(1, 0, vec![4.0, -3.0])];
+        weighted_average(&mut out, &ups);
+        assert_eq!(out, [3.0, -1.0]);
+    }
+
+    #[test]
+    fn weighted_sums_add_in_client_order() {
+        // Equal weights 1/4; in f64, 2^60 + 0.25 = 2^60, so adding in
+        // client order gives ((2^60 + 0.25) − 2^60) + 0.25 = 0.25, while any
+        // other order (reversed, pairwise) gives 0. Every coordinate, across
+        // chunk boundaries.
+        let p = PARAM_CHUNK + 3;
+        let big = 2f32.powi(62);
+        let ups: Vec<ClientUpdate> = [big, 1.0, -big, 1.0]
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| update(i, 1, vec![v; p]))
+            .collect();
+        let mut out = vec![0f32; p];
+        weighted_average(&mut out, &ups);
+        assert!(out.iter().all(|&o| o == 0.25), "{:?}", &out[..4]);
+        let delta = weighted_delta(&vec![0f32; p], &ups);
+        assert!(delta.iter().all(|&d| d == 0.25));
+    }
+
+    #[test]
+    fn par_param_chunks_visits_every_coordinate_once_with_its_offset() {
+        for p in [0, 1, PARAM_CHUNK, 2 * PARAM_CHUNK + 5] {
+            let mut v = vec![usize::MAX; p];
+            par_param_chunks(&mut v, |lo, chunk| {
+                assert!(chunk.len() <= PARAM_CHUNK && !chunk.is_empty());
+                for (j, x) in chunk.iter_mut().enumerate() {
+                    assert_eq!(*x, usize::MAX, "visited twice");
+                    *x = lo + j;
+                }
+            });
+            assert!(v.iter().enumerate().all(|(j, &x)| x == j), "p = {p}");
+        }
     }
 
     #[test]
