@@ -145,6 +145,10 @@ pub struct Timing {
     pub client_rounds: u64,
     /// Training FLOPs performed (model FLOPs per sample × samples).
     pub train_flops: f64,
+    /// CPU seconds, summed over threads, spent adding updates to the
+    /// round's sum while clients trained (strategies that aggregate through
+    /// one weighted sum; inside `train_s`, but aggregation work).
+    pub sum_cpu_s: f64,
     /// Threads used (per process).
     pub threads: usize,
     /// Processes that shared the training in a distributed run (MPI
@@ -593,20 +597,40 @@ impl Experiment {
                     correction: self.strategy.client_correction(p.trip.client),
                 })
                 .collect();
-            let trained = self.train_jobs(&jobs, &local, &attackers, &mut timing);
+            // Strategies that read the updates through one weighted sum get
+            // it built while the clients train.
+            let (trained, sum) = match self.strategy.update_sum() {
+                Some(kind) => {
+                    let (t, sum) = self.train_jobs_summed(
+                        &jobs,
+                        &local,
+                        &attackers,
+                        &mut timing,
+                        kind,
+                        &global,
+                    );
+                    (t, Some(sum))
+                }
+                None => (
+                    self.train_jobs(&jobs, &local, &attackers, &mut timing),
+                    None,
+                ),
+            };
             drop(jobs);
             let malicious_updates = trained.iter().filter(|t| t.malicious).count();
             let updates: Vec<ClientUpdate> = trained.into_iter().map(|t| t.update).collect();
             let train_loss = mean_train_loss(&updates);
             if !updates.is_empty() {
-                self.strategy.aggregate(
-                    &mut global,
-                    &updates,
-                    &RoundInfo {
-                        round,
-                        population: s.clients,
-                    },
-                );
+                let info = RoundInfo {
+                    round,
+                    population: s.clients,
+                };
+                match sum {
+                    Some(sum) => self
+                        .strategy
+                        .aggregate_sum(&mut global, &sum, &updates, &info),
+                    None => self.strategy.aggregate(&mut global, &updates, &info),
+                }
             }
 
             let duration = tl.close - now;

@@ -19,6 +19,8 @@
 //! order.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use rand::RngExt;
@@ -35,7 +37,7 @@ use crate::experiment::{Experiment, Timing};
 use crate::model::{Model, Scratch};
 use crate::population::Population;
 use crate::rng::{Purpose, stream};
-use crate::strategy::ClientUpdate;
+use crate::strategy::{ClientUpdate, RunningSum, SumKind};
 
 /// A client's planned trip and how much of its local work it does.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -310,41 +312,147 @@ impl Experiment {
         attackers: &Attackers,
         timing: &mut Timing,
     ) -> Vec<Trained> {
+        self.run_jobs(jobs, local, attackers, timing, None).0
+    }
+
+    /// [`Experiment::train_jobs`], also summing the updates as `kind` with
+    /// `global` as the model `x` ([`SumKind`]) while the clients train:
+    /// each update is added, in job order, as soon as those before it are
+    /// in — on the thread that trained it, while it is still in that
+    /// core's cache — and then dropped. Returns the updates without their
+    /// parameters and the sum, bit for bit [`sum_updates`] of the full
+    /// updates (`crate::strategy::sum_updates`).
+    pub fn train_jobs_summed(
+        &self,
+        jobs: &[TrainJob<'_>],
+        local: &LocalConfig,
+        attackers: &Attackers,
+        timing: &mut Timing,
+        kind: SumKind,
+        global: &[f32],
+    ) -> (Vec<Trained>, Vec<f64>) {
+        let sizes: Vec<usize> = jobs.iter().map(|j| self.clients.size(j.client)).collect();
+        let sum = RunningSum::new(kind, global.len(), &sizes);
+        let (trained, sum) = self.run_jobs(jobs, local, attackers, timing, Some((sum, global)));
+        (trained, sum.unwrap_or_default())
+    }
+
+    fn run_jobs(
+        &self,
+        jobs: &[TrainJob<'_>],
+        local: &LocalConfig,
+        attackers: &Attackers,
+        timing: &mut Timing,
+        sum: Option<(RunningSum, &[f32])>,
+    ) -> (Vec<Trained>, Option<Vec<f64>>) {
         let s = &self.scenario;
-        let model = self.model.as_ref();
-        let clients = &self.clients;
+        let n = jobs.len();
+        let slots: Vec<Mutex<Option<LocalResult>>> = (0..n).map(|_| Mutex::new(None)).collect();
+        let summing = sum.map(|(rs, x)| (Mutex::new(rs), x));
+        let sum_ns = AtomicU64::new(0);
+        // Adds the updates whose predecessors are all in, in order,
+        // SUM_GROUP at a time (or the batch's last ones; `all`: whatever is
+        // in). Only the thread holding the sum calls it, and filled slots
+        // change no more, so checking then taking is safe.
+        // How many of the updates from `k` on can be added now: a full
+        // group, the batch's last ones, or (`all`) whatever is in.
+        let ready_from = |k: usize, all: bool| {
+            let ready = (k..n.min(k + SUM_GROUP))
+                .take_while(|&i| lock(&slots[i]).is_some())
+                .count();
+            if ready == SUM_GROUP || k + ready == n || all {
+                ready
+            } else {
+                0
+            }
+        };
+        let advance = |rs: &mut RunningSum, x: &[f32], all: bool| {
+            let t = Instant::now();
+            loop {
+                let k = rs.added();
+                let ready = ready_from(k, all);
+                if ready == 0 {
+                    break;
+                }
+                let ys: Vec<Vec<f32>> = (k..k + ready)
+                    .map(|i| {
+                        let mut slot = lock(&slots[i]);
+                        let r = slot.as_mut().expect("checked above");
+                        std::mem::take(&mut r.params)
+                    })
+                    .collect();
+                let ys: Vec<&[f32]> = ys.iter().map(Vec::as_slice).collect();
+                rs.add(x, &ys);
+            }
+            sum_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        };
+        let done = |i: usize, mut r: LocalResult| {
+            let job = &jobs[i];
+            let c = job.client;
+            if let Some(b) = attackers.byzantine.as_ref().filter(|b| b.is_malicious(c)) {
+                b.corrupt(job.base, &mut r.params, s.seed, job.key as usize, c);
+            }
+            *lock(&slots[i]) = Some(r);
+            let Some((rs, x)) = &summing else { return };
+            loop {
+                let Ok(mut rs) = rs.try_lock() else { return };
+                advance(&mut rs, x, false);
+                let next = rs.added();
+                drop(rs);
+                // Nothing that completes a group arrived while this thread
+                // held the sum: done.
+                if ready_from(next, false) == 0 {
+                    return;
+                }
+            }
+        };
         let t_train = Instant::now();
-        let results = self.trainer().train(self, jobs, local, attackers);
-        assert_eq!(
-            results.len(),
-            jobs.len(),
-            "the trainer returns one result per job"
-        );
+        self.trainer()
+            .train_each(self, jobs, local, attackers, &done);
         timing.train_s += t_train.elapsed().as_secs_f64();
-        jobs.iter()
-            .zip(results)
-            .map(|(job, mut r)| {
+        let sum = summing.map(|(rs, x)| {
+            let mut rs = rs.into_inner().unwrap_or_else(PoisonError::into_inner);
+            advance(&mut rs, x, true);
+            rs.into_sum()
+        });
+        timing.sum_cpu_s += sum_ns.into_inner() as f64 * 1e-9;
+        let model = self.model.as_ref();
+        let trained = jobs
+            .iter()
+            .zip(slots)
+            .map(|(job, slot)| {
+                let r = slot
+                    .into_inner()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .expect("the trainer hands over one result per job");
                 let c = job.client;
                 timing.client_rounds += 1;
                 timing.train_flops += r.samples as f64 * model.train_flops_per_sample();
-                let byz = attackers.byzantine.as_ref().filter(|b| b.is_malicious(c));
-                if let Some(b) = byz {
-                    b.corrupt(job.base, &mut r.params, s.seed, job.key as usize, c);
-                }
                 Trained {
                     update: ClientUpdate {
                         client: c,
-                        num_samples: clients.size(c),
+                        num_samples: self.clients.size(c),
                         steps: r.steps,
                         train_loss: r.train_loss,
                         partial: job.max_steps.is_some(),
                         params: r.params,
                     },
-                    malicious: byz.is_some(),
+                    malicious: attackers.is_malicious(c),
                 }
             })
-            .collect()
+            .collect();
+        (trained, sum)
     }
+}
+
+/// Updates added to a running sum together (see
+/// [`Experiment::train_jobs_summed`]): one pass over the sum per group.
+const SUM_GROUP: usize = 4;
+
+/// Locks `m`, also after a panic on another thread (which ends the run
+/// anyway).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 thread_local! {
@@ -386,6 +494,28 @@ pub trait Trainer: Send + Sync {
         attackers: &Attackers,
     ) -> Vec<LocalResult>;
 
+    /// Trains `jobs` of `exp` and hands each result, with its job's index,
+    /// to `done` as soon as it is ready — from any thread, in any order.
+    /// Default: [`Trainer::train`], then every result in job order.
+    fn train_each(
+        &self,
+        exp: &Experiment,
+        jobs: &[TrainJob<'_>],
+        local: &LocalConfig,
+        attackers: &Attackers,
+        done: &(dyn Fn(usize, LocalResult) + Sync),
+    ) {
+        let results = self.train(exp, jobs, local, attackers);
+        assert_eq!(
+            results.len(),
+            jobs.len(),
+            "the trainer returns one result per job"
+        );
+        for (i, r) in results.into_iter().enumerate() {
+            done(i, r);
+        }
+    }
+
     /// Processes that share the training (1 for this process alone).
     fn ranks(&self) -> usize {
         1
@@ -406,6 +536,31 @@ impl Trainer for LocalTrainer {
         attackers: &Attackers,
     ) -> Vec<LocalResult> {
         exp.train_here(jobs, local, attackers)
+    }
+
+    /// Every worker thread takes the next job in order until none is left
+    /// (not rayon's halving splits), so results arrive roughly in job order
+    /// and an in-order consumer (the running sum of `train_jobs_summed`)
+    /// can use each one right away.
+    fn train_each(
+        &self,
+        exp: &Experiment,
+        jobs: &[TrainJob<'_>],
+        local: &LocalConfig,
+        attackers: &Attackers,
+        done: &(dyn Fn(usize, LocalResult) + Sync),
+    ) {
+        let cx = JobContext::of(exp);
+        let next = AtomicUsize::new(0);
+        let workers = rayon::current_num_threads().min(jobs.len());
+        (0..workers).into_par_iter().for_each(|_| {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(job) = jobs.get(i) else { break };
+                let r = with_thread_scratch(|scratch| cx.train(job, local, attackers, scratch));
+                done(i, r);
+            }
+        });
     }
 }
 

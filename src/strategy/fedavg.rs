@@ -1,6 +1,6 @@
 //! FedAvg.
 
-use super::{ClientUpdate, RoundInfo, Strategy, weighted_average};
+use super::{ClientUpdate, RoundInfo, Strategy, SumKind, sum_updates};
 
 /// Federated averaging (McMahan, Moore, Ramage, Hampson, Agüera y Arcas,
 /// "Communication-Efficient Learning of Deep Networks from Decentralized
@@ -15,8 +15,25 @@ impl Strategy for FedAvg {
         "fedavg".into()
     }
 
-    fn aggregate(&mut self, global: &mut [f32], updates: &[ClientUpdate], _info: &RoundInfo) {
-        weighted_average(global, updates);
+    fn aggregate(&mut self, global: &mut [f32], updates: &[ClientUpdate], info: &RoundInfo) {
+        let sum = sum_updates(SumKind::Mean, global, updates);
+        self.aggregate_sum(global, &sum, updates, info);
+    }
+
+    fn update_sum(&self) -> Option<SumKind> {
+        Some(SumKind::Mean)
+    }
+
+    fn aggregate_sum(
+        &mut self,
+        global: &mut [f32],
+        sum: &[f64],
+        _: &[ClientUpdate],
+        _: &RoundInfo,
+    ) {
+        for (x, &s) in global.iter_mut().zip(sum) {
+            *x = s as f32;
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! FedAvgM: federated averaging with server momentum.
 
-use super::{ClientUpdate, RoundInfo, Strategy, weighted_delta};
+use super::{ClientUpdate, RoundInfo, Strategy, SumKind, sum_updates};
 
 /// FedAvgM (Hsu, Qi, Brown, "Measuring the Effects of Non-Identical Data
 /// Distribution for Federated Visual Classification", arXiv:1909.06335,
@@ -56,9 +56,23 @@ impl Strategy for FedAvgM {
         "fedavgm".into()
     }
 
-    fn aggregate(&mut self, global: &mut [f32], updates: &[ClientUpdate], _info: &RoundInfo) {
-        let delta = weighted_delta(global, updates);
-        self.step(global, &delta);
+    fn aggregate(&mut self, global: &mut [f32], updates: &[ClientUpdate], info: &RoundInfo) {
+        let delta = sum_updates(SumKind::Delta, global, updates);
+        self.aggregate_sum(global, &delta, updates, info);
+    }
+
+    fn update_sum(&self) -> Option<SumKind> {
+        Some(SumKind::Delta)
+    }
+
+    fn aggregate_sum(
+        &mut self,
+        global: &mut [f32],
+        delta: &[f64],
+        _: &[ClientUpdate],
+        _: &RoundInfo,
+    ) {
+        self.step(global, delta);
     }
 }
 

@@ -3,7 +3,7 @@
 //! The three rules share everything but the second-moment update, so they
 //! live in one type, [`FedOpt`], selected by [`FedOptKind`].
 
-use super::{ClientUpdate, RoundInfo, Strategy, weighted_delta};
+use super::{ClientUpdate, RoundInfo, Strategy, SumKind, sum_updates};
 
 /// Which adaptive rule [`FedOpt`] applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,9 +121,23 @@ impl Strategy for FedOpt {
         self.kind.name().into()
     }
 
-    fn aggregate(&mut self, global: &mut [f32], updates: &[ClientUpdate], _info: &RoundInfo) {
-        let delta = weighted_delta(global, updates);
-        self.step(global, &delta);
+    fn aggregate(&mut self, global: &mut [f32], updates: &[ClientUpdate], info: &RoundInfo) {
+        let delta = sum_updates(SumKind::Delta, global, updates);
+        self.aggregate_sum(global, &delta, updates, info);
+    }
+
+    fn update_sum(&self) -> Option<SumKind> {
+        Some(SumKind::Delta)
+    }
+
+    fn aggregate_sum(
+        &mut self,
+        global: &mut [f32],
+        delta: &[f64],
+        _: &[ClientUpdate],
+        _: &RoundInfo,
+    ) {
+        self.step(global, delta);
     }
 }
 

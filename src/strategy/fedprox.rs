@@ -1,6 +1,6 @@
 //! FedProx.
 
-use super::{ClientUpdate, RoundInfo, Strategy, weighted_average};
+use super::{ClientUpdate, FedAvg, RoundInfo, Strategy, SumKind};
 use crate::client::LocalConfig;
 
 /// FedProx (Li, Sahu, Zaheer, Sanjabi, Talwalkar, Smith, "Federated
@@ -34,7 +34,21 @@ impl Strategy for FedProx {
         self.partial_work
     }
 
-    fn aggregate(&mut self, global: &mut [f32], updates: &[ClientUpdate], _info: &RoundInfo) {
-        weighted_average(global, updates);
+    fn aggregate(&mut self, global: &mut [f32], updates: &[ClientUpdate], info: &RoundInfo) {
+        FedAvg.aggregate(global, updates, info);
+    }
+
+    fn update_sum(&self) -> Option<SumKind> {
+        FedAvg.update_sum()
+    }
+
+    fn aggregate_sum(
+        &mut self,
+        global: &mut [f32],
+        sum: &[f64],
+        ups: &[ClientUpdate],
+        info: &RoundInfo,
+    ) {
+        FedAvg.aggregate_sum(global, sum, ups, info);
     }
 }

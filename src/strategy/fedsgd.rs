@@ -1,6 +1,6 @@
 //! FedSGD: one full-batch gradient per client and round, one server step.
 
-use super::{ClientUpdate, RoundInfo, Strategy, weighted_delta};
+use super::{ClientUpdate, RoundInfo, Strategy, SumKind, sum_updates};
 use crate::client::LocalConfig;
 
 /// FedSGD (McMahan, Moore, Ramage, Hampson, Agüera y Arcas,
@@ -43,9 +43,23 @@ impl Strategy for FedSgd {
         }
     }
 
-    fn aggregate(&mut self, global: &mut [f32], updates: &[ClientUpdate], _info: &RoundInfo) {
-        let delta = weighted_delta(global, updates);
-        for (x, d) in global.iter_mut().zip(delta) {
+    fn aggregate(&mut self, global: &mut [f32], updates: &[ClientUpdate], info: &RoundInfo) {
+        let delta = sum_updates(SumKind::Delta, global, updates);
+        self.aggregate_sum(global, &delta, updates, info);
+    }
+
+    fn update_sum(&self) -> Option<SumKind> {
+        Some(SumKind::Delta)
+    }
+
+    fn aggregate_sum(
+        &mut self,
+        global: &mut [f32],
+        delta: &[f64],
+        _: &[ClientUpdate],
+        _: &RoundInfo,
+    ) {
+        for (x, &d) in global.iter_mut().zip(delta) {
             *x = (f64::from(*x) + self.server_lr * d) as f32;
         }
     }

@@ -140,6 +140,34 @@ pub trait Strategy: Send {
     /// Updates `global` in place from `updates` (non-empty, sorted by client id).
     fn aggregate(&mut self, global: &mut [f32], updates: &[ClientUpdate], info: &RoundInfo);
 
+    /// The one sample-weighted sum of the updates' parameters that
+    /// [`Strategy::aggregate`] reads them through, if it reads them through
+    /// nothing else (default `None`). Then the engine may build that sum
+    /// while the round's clients train — each update added, in client
+    /// order, as soon as those before it are in and while it is still in
+    /// cache — and call [`Strategy::aggregate_sum`] instead of `aggregate`,
+    /// with the same result bit for bit.
+    fn update_sum(&self) -> Option<SumKind> {
+        None
+    }
+
+    /// [`Strategy::aggregate`] given the sum [`Strategy::update_sum`]
+    /// names, as [`sum_updates`] computes it; `updates` carry everything
+    /// but their parameters, which may be empty. Only called on strategies
+    /// whose `update_sum` is `Some`, which must implement it.
+    fn aggregate_sum(
+        &mut self,
+        _global: &mut [f32],
+        _sum: &[f64],
+        _updates: &[ClientUpdate],
+        _info: &RoundInfo,
+    ) {
+        unreachable!(
+            "{}: update_sum() is Some but aggregate_sum is not implemented",
+            self.name()
+        )
+    }
+
     /// The strategy's asynchronous rule, if it is one (default `None`).
     /// Returning `Some` runs the experiment on the asynchronous engine,
     /// which calls [`AsyncStrategy::apply`] instead of
@@ -152,17 +180,195 @@ pub trait Strategy: Send {
 /// The sample weights `p_i = n_i / Σ n` of `updates` (uniform when no
 /// update has samples).
 pub fn sample_weights(updates: &[ClientUpdate]) -> Vec<f64> {
-    let total: f64 = updates.iter().map(|u| u.num_samples as f64).sum();
-    updates
+    weights_of(&updates.iter().map(|u| u.num_samples).collect::<Vec<_>>())
+}
+
+/// `p_i = n_i / Σ n` for clients with `sizes` samples (uniform when all
+/// are 0).
+pub fn weights_of(sizes: &[usize]) -> Vec<f64> {
+    let total: f64 = sizes.iter().map(|&n| n as f64).sum();
+    sizes
         .iter()
-        .map(|u| {
+        .map(|&n| {
             if total > 0.0 {
-                u.num_samples as f64 / total
+                n as f64 / total
             } else {
-                1.0 / updates.len() as f64
+                1.0 / sizes.len() as f64
             }
         })
         .collect()
+}
+
+/// The sample-weighted sums of a round's updates a strategy can read them
+/// through ([`Strategy::update_sum`]); `p_i = n_i / Σ n`, `y_i` an update's
+/// parameters, `x` the global model the round started from. Accumulated in
+/// f64, in client order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SumKind {
+    /// `Σ p_i y_i` (FedAvg's new model).
+    Mean,
+    /// `Σ p_i (y_i − x)` (the mean update server optimisers step along).
+    Delta,
+}
+
+impl SumKind {
+    /// The term update `i` adds to coordinate `j`: `w·y` or `w·(y − x_j)`.
+    #[inline(always)]
+    fn term(self, w: f64, y: f32, x: f32) -> f64 {
+        match self {
+            SumKind::Mean => w * f64::from(y),
+            SumKind::Delta => w * (f64::from(y) - f64::from(x)),
+        }
+    }
+}
+
+/// The sum `kind` of `updates` with `global` as `x`, in parallel over
+/// fixed chunks of coordinates; bit for bit what adding the updates one by
+/// one in order with [`RunningSum`] gives.
+pub fn sum_updates(kind: SumKind, global: &[f32], updates: &[ClientUpdate]) -> Vec<f64> {
+    match kind {
+        SumKind::Delta => weighted_delta(global, updates),
+        SumKind::Mean => {
+            let weights = sample_weights(updates);
+            let mut acc = vec![0f64; global.len()];
+            par_param_chunks(&mut acc, |lo, acc| {
+                accumulate(acc, lo, updates, &weights, |_, w, y| {
+                    SumKind::Mean.term(w, y, 0.0)
+                });
+            });
+            acc
+        }
+    }
+}
+
+/// A [`SumKind`] sum built one update at a time, in order, as updates come
+/// in (while clients still train): the same additions in the same order as
+/// [`sum_updates`], so the same bits.
+#[derive(Debug, Clone)]
+pub struct RunningSum {
+    kind: SumKind,
+    weights: Vec<f64>,
+    acc: Vec<f64>,
+    done: usize,
+}
+
+impl RunningSum {
+    /// An empty sum over `params` coordinates of the updates of clients
+    /// with `sizes` samples, in the order they will be added.
+    pub fn new(kind: SumKind, params: usize, sizes: &[usize]) -> Self {
+        Self {
+            kind,
+            weights: weights_of(sizes),
+            acc: vec![0.0; params],
+            done: 0,
+        }
+    }
+
+    /// Updates added so far.
+    pub fn added(&self) -> usize {
+        self.done
+    }
+
+    /// Updates expected.
+    pub fn len(&self) -> usize {
+        self.weights.len()
+    }
+
+    /// Whether no update is expected.
+    pub fn is_empty(&self) -> bool {
+        self.weights.is_empty()
+    }
+
+    /// Adds the next updates' parameters `ys`, in order (`x`: the global
+    /// model). One pass over the sum for all of them: adding several at
+    /// once moves the sum through the caches once instead of once per
+    /// update (same additions, same order per coordinate).
+    ///
+    /// # Panics
+    /// If that is more updates than remain, or a vector is shorter than
+    /// the sum.
+    pub fn add(&mut self, x: &[f32], ys: &[&[f32]]) {
+        let ws = &self.weights[self.done..self.done + ys.len()];
+        let (kind, acc) = (self.kind, &mut self.acc[..]);
+        assert!(x.len() >= acc.len() && ys.iter().all(|y| y.len() >= acc.len()));
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F (checked just above).
+            unsafe { add_terms_avx512(kind, acc, ws, x, ys) };
+            self.done += ys.len();
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            unsafe { add_terms_avx2(kind, acc, ws, x, ys) };
+            self.done += ys.len();
+            return;
+        }
+        add_terms(kind, acc, ws, x, ys);
+        self.done += ys.len();
+    }
+
+    /// The finished sum.
+    ///
+    /// # Panics
+    /// If not every update was added.
+    pub fn into_sum(self) -> Vec<f64> {
+        assert_eq!(self.done, self.weights.len(), "every update must be added");
+        self.acc
+    }
+}
+
+/// Coordinates per block of [`add_terms`]: 8 KiB of the sum, which stays
+/// in L1 while every update adds to it.
+const ADD_BLOCK: usize = 1024;
+
+/// `acc[j] += kind.term(ws[q], ys[q][j], x[j])` for every `j`, for `q` in
+/// order.
+#[inline(always)]
+fn add_terms(kind: SumKind, acc: &mut [f64], ws: &[f64], x: &[f32], ys: &[&[f32]]) {
+    for (b, acc) in acc.chunks_mut(ADD_BLOCK).enumerate() {
+        let lo = b * ADD_BLOCK;
+        let hi = lo + acc.len();
+        let x = &x[lo..hi];
+        for (&w, y) in ws.iter().zip(ys) {
+            let y = &y[lo..hi];
+            match kind {
+                SumKind::Mean => {
+                    for (a, &y) in acc.iter_mut().zip(y) {
+                        *a += SumKind::Mean.term(w, y, 0.0);
+                    }
+                }
+                SumKind::Delta => {
+                    for ((a, &y), &x) in acc.iter_mut().zip(y).zip(x) {
+                        *a += SumKind::Delta.term(w, y, x);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`add_terms`] compiled with AVX2 enabled (but not FMA: products and
+/// sums stay separately rounded).
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn add_terms_avx2(kind: SumKind, acc: &mut [f64], ws: &[f64], x: &[f32], ys: &[&[f32]]) {
+    add_terms(kind, acc, ws, x, ys);
+}
+
+/// [`add_terms`] compiled with AVX-512F enabled (no FMA contraction
+/// either: Rust never fuses a separate multiply and add).
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn add_terms_avx512(kind: SumKind, acc: &mut [f64], ws: &[f64], x: &[f32], ys: &[&[f32]]) {
+    add_terms(kind, acc, ws, x, ys);
 }
 
 /// The weighted mean update `Δ = Σ p_i (y_i − x)` with `p_i = n_i / Σ n`,
@@ -456,6 +662,93 @@ mod tests {
                     "delta, p = {p}, k = {k}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn running_sums_equal_the_batch_sums_bit_for_bit_in_any_grouping() {
+        for (case, &p) in LENGTHS.iter().enumerate() {
+            for (k, no_samples) in [(1, false), (5, true), (23, false)] {
+                let ups = random_updates(k, p, (case * 77 + k) as u64, no_samples);
+                let global: Vec<f32> = random_updates(1, p, 9, false).remove(0).params;
+                let sizes: Vec<usize> = ups.iter().map(|u| u.num_samples).collect();
+                for kind in [SumKind::Mean, SumKind::Delta] {
+                    let want = sum_updates(kind, &global, &ups);
+                    // Delta is the weighted delta; Mean rounds to FedAvg's model.
+                    if kind == SumKind::Delta {
+                        assert_eq!(bits64(&want), bits64(&weighted_delta_serial(&global, &ups)));
+                    } else {
+                        let mut avg = vec![0f32; p];
+                        weighted_average_serial(&mut avg, &ups);
+                        let rounded: Vec<f32> = want.iter().map(|&v| v as f32).collect();
+                        assert_eq!(bits32(&rounded), bits32(&avg));
+                    }
+                    for group in [1, 2, 4, 7] {
+                        let mut rs = RunningSum::new(kind, p, &sizes);
+                        assert_eq!((rs.len(), rs.added()), (k, 0));
+                        for g in ups.chunks(group) {
+                            let ys: Vec<&[f32]> = g.iter().map(|u| u.params.as_slice()).collect();
+                            rs.add(&global, &ys);
+                        }
+                        assert_eq!(rs.added(), k);
+                        let got = rs.into_sum();
+                        assert_eq!(
+                            bits64(&got),
+                            bits64(&want),
+                            "{kind:?} p = {p} k = {k} g = {group}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn aggregate_sum_gives_what_aggregate_gives() {
+        let p = 2 * PARAM_CHUNK + 5;
+        let ups = random_updates(9, p, 11, false);
+        let stripped: Vec<ClientUpdate> = ups
+            .iter()
+            .map(|u| ClientUpdate {
+                params: Vec::new(),
+                ..u.clone()
+            })
+            .collect();
+        let start: Vec<f32> = random_updates(1, p, 12, false).remove(0).params;
+        let strategies: Vec<Box<dyn Fn() -> Box<dyn Strategy>>> = vec![
+            Box::new(|| Box::new(FedAvg)),
+            Box::new(|| {
+                Box::new(FedProx {
+                    mu: 0.1,
+                    partial_work: true,
+                })
+            }),
+            Box::new(|| Box::new(FedAvgM::new(0.7, 0.9))),
+            Box::new(|| Box::new(FedOpt::new(FedOptKind::Adam, 0.01, 0.9, 0.99, 1e-3))),
+            Box::new(|| Box::new(FedSgd { server_lr: 0.5 })),
+        ];
+        for make in strategies {
+            let (mut a, mut b) = (make(), make());
+            let kind = a.update_sum().expect("reads one weighted sum");
+            let (mut x, mut y) = (start.clone(), start.clone());
+            // Two rounds, so stateful server optimisers carry state over.
+            for round in 1..=2 {
+                let info = info(round, 50);
+                let sum = sum_updates(kind, &y, &ups);
+                a.aggregate(&mut x, &ups, &info);
+                b.aggregate_sum(&mut y, &sum, &stripped, &info);
+                assert_eq!(bits32(&x), bits32(&y), "{} round {round}", a.name());
+            }
+        }
+        for other in [
+            Box::new(Median) as Box<dyn Strategy>,
+            Box::new(Scaffold::new(1.0, 0.1, false)),
+            Box::new(FedNova {
+                momentum: 0.0,
+                partial_work: true,
+            }),
+        ] {
+            assert_eq!(other.update_sum(), None, "{}", other.name());
         }
     }
 
