@@ -12,8 +12,8 @@
 //! Each case trains the same clients from the same start in several trials
 //! and prints the best trial's time per client (the `train_local` calls
 //! alone), its training GFLOP/s (the models' own FLOP count) and the share
-//! of the single-thread GEMM rate measured here (`general_mat_mul`, 256×784 · 784×200, as in
-//! `benches/fedsim.rs`). It also prints a hash of every trained parameter
+//! of the single-thread GEMM rate measured here (`general_mat_mul`,
+//! 256×784 · 784×200, as in `benches/fedsim.rs`). It also prints a hash of every trained parameter
 //! vector's bits, so a kernel change can be checked to leave results
 //! bit-identical.
 //!
