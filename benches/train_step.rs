@@ -17,8 +17,14 @@
 //! vector's bits, so a kernel change can be checked to leave results
 //! bit-identical.
 //!
+//! On Linux it also prints the best trial's on-CPU time (the whole trial
+//! but the first, whose hashing it would include), a steadier figure on a
+//! loaded machine.
+//!
 //! `FEDSIM_TRAIN_ONLY=text` runs only the cases whose name contains `text`;
-//! `FEDSIM_TRAIN_TRIALS=N` sets the trial count (default 7).
+//! `FEDSIM_TRAIN_TRIALS=N` sets the trial count (default 7);
+//! `FEDSIM_TRAIN_PEAK=G` takes the GEMM rate as `G` GFLOP/s instead of
+//! measuring it (e.g. to profile the training alone).
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -79,6 +85,15 @@ fn gemm_peak() -> f64 {
     best
 }
 
+/// Seconds this thread has run on a CPU (Linux: `/proc/thread-self/schedstat`),
+/// so trials can be compared on a loaded machine by the time they were
+/// actually scheduled; `None` elsewhere.
+fn thread_cpu_s() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: f64 = s.split_whitespace().next()?.parse().ok()?;
+    Some(ns / 1e9)
+}
+
 /// FNV-1a over the bits of every parameter.
 fn hash(acc: u64, v: &[f32]) -> u64 {
     v.iter().fold(acc, |h, x| {
@@ -130,7 +145,10 @@ fn main() {
             },
         },
     ];
-    let peak = gemm_peak();
+    let peak = match std::env::var("FEDSIM_TRAIN_PEAK") {
+        Ok(v) => v.parse().expect("FEDSIM_TRAIN_PEAK: GFLOP/s"),
+        Err(_) => gemm_peak(),
+    };
     println!("single-thread GEMM (256x784x200): {peak:.1} GFLOP/s");
     for case in &cases {
         if only.as_deref().is_some_and(|o| !case.name.contains(o)) {
@@ -147,12 +165,14 @@ fn main() {
         let global = case.model.init_params(&mut rng);
         let mut scratch = Scratch::new();
         let mut best = f64::INFINITY;
+        let mut best_cpu = f64::INFINITY;
         let mut digest = 0;
         let mut samples = 0;
         for trial in 0..trials {
             let mut h = 0xcbf2_9ce4_8422_2325u64;
             samples = 0;
             let mut elapsed = 0.0;
+            let cpu0 = thread_cpu_s();
             for c in 0..case.clients {
                 let idx: Vec<u32> = ((c * case.rows_per_client) as u32
                     ..((c + 1) * case.rows_per_client) as u32)
@@ -177,13 +197,26 @@ fn main() {
                 }
             }
             best = best.min(elapsed);
+            if let (Some(a), Some(b), true) = (cpu0, thread_cpu_s(), trial > 0) {
+                best_cpu = best_cpu.min(b - a);
+            }
             if trial == 0 {
                 digest = h;
             }
         }
-        let gflops = case.model.train_flops_per_sample() * samples as f64 / best / 1e9;
+        let flops = case.model.train_flops_per_sample() * samples as f64;
+        let gflops = flops / best / 1e9;
+        let cpu = if best_cpu.is_finite() {
+            format!(
+                "  (on-CPU: {:.1} µs/client, {:.1} GFLOP/s)",
+                best_cpu / case.clients as f64 * 1e6,
+                flops / best_cpu / 1e9
+            )
+        } else {
+            String::new()
+        };
         println!(
-            "{:<16} {:>8.1} µs/client  {:>6.1} GFLOP/s  {:>5.1} % of GEMM  params hash {:016x}",
+            "{:<16} {:>8.1} µs/client  {:>6.1} GFLOP/s  {:>5.1} % of GEMM  params hash {:016x}{cpu}",
             case.name,
             best / case.clients as f64 * 1e6,
             gflops,

@@ -326,9 +326,13 @@ impl Dense {
 
     /// ReLU derivative: overwrites the activations `a` with the delta `t`
     /// where the unit was active, 0 elsewhere.
+    ///
+    /// Written without a branch (a bit mask), since whether a unit is
+    /// active is unpredictable; the result is the same: `t` or `+0.0`.
     fn relu_back(a: &mut [f32], t: &[f32]) {
         for (a, d) in a.iter_mut().zip(t) {
-            *a = if *a > 0.0 { *d } else { 0.0 };
+            let keep = 0u32.wrapping_sub(u32::from(*a > 0.0));
+            *a = f32::from_bits(d.to_bits() & keep);
         }
     }
 
