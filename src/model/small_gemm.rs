@@ -118,8 +118,12 @@ mod x86 {
     use super::{Epilogue, KC};
     use std::arch::x86_64::*;
 
-    /// Rows of the register tile.
-    const MR: usize = 6;
+    /// Rows of a register tile (12 accumulators in two-vector tiles) for
+    /// rows of width `n`: 5 when the row ends in a two-vector tile under a
+    /// lane mask, whose mask needs one of the 16 vector registers.
+    fn max_rows(n: usize) -> usize {
+        if n % 16 > 8 { 5 } else { 6 }
+    }
 
     /// A lane mask with the first `len` (1..=8) lanes set.
     #[target_feature(enable = "avx2,fma")]
@@ -202,8 +206,11 @@ mod x86 {
     }
 
     /// Calls `$body` with the column tiles of a row of width `$n`:
-    /// `($j, V, MASKED, mask)` for 16-column tiles, then an 8-column tile,
-    /// then a masked tile of the last `n % 8` columns.
+    /// `($j, V, MASKED, mask)` for 16-column tiles, then one tile for the
+    /// last `n % 16` columns: two vectors (the second under the mask) when
+    /// more than 8 are left, else one (masked unless exactly 8). Keeping
+    /// the tail in one tile shares each broadcast of the other operand
+    /// between its two vectors (a 10-class head is one tile).
     macro_rules! column_tiles {
         ($n:expr, |$j:ident, $v:ident, $masked:ident, $mask:ident| $body:block) => {{
             let n = $n;
@@ -215,29 +222,34 @@ mod x86 {
                 $body
                 $j += 16;
             }
-            if $j + 8 <= n {
+            let rem = n - $j;
+            if rem > 8 {
+                const $v: usize = 2;
+                const $masked: bool = true;
+                let $mask = lane_mask(rem - 8);
+                $body
+            } else if rem == 8 {
                 const $v: usize = 1;
                 const $masked: bool = false;
                 let $mask = lane_mask(8);
                 $body
-                $j += 8;
-            }
-            if $j < n {
+            } else if rem > 0 {
                 const $v: usize = 1;
                 const $masked: bool = true;
-                let $mask = lane_mask(n - $j);
+                let $mask = lane_mask(rem);
                 $body
             }
         }};
     }
 
-    /// Calls `$f::<R>($r)` for row tiles of `MR` rows, then the remainder.
+    /// Calls `$body` with `($r, R)` for row tiles of `$max` (≤ 6) rows,
+    /// then the remainder.
     macro_rules! row_tiles {
-        ($rows:expr, |$r:ident, $R:ident| $body:block) => {{
-            let rows = $rows;
+        ($rows:expr, $max:expr, |$r:ident, $R:ident| $body:block) => {{
+            let (rows, max) = ($rows, $max);
             let mut $r = 0;
             while $r < rows {
-                let left = rows - $r;
+                let left = (rows - $r).min(max);
                 match left {
                     1 => {
                         const $R: usize = 1;
@@ -260,11 +272,11 @@ mod x86 {
                         $body
                     }
                     _ => {
-                        const $R: usize = MR;
+                        const $R: usize = 6;
                         $body
                     }
                 }
-                $r += left.min(MR);
+                $r += left;
             }
         }};
     }
@@ -287,7 +299,7 @@ mod x86 {
         let mut kb = 0;
         while kb < k {
             let ke = (kb + KC).min(k);
-            row_tiles!(rows, |r, R| {
+            row_tiles!(rows, max_rows(n), |r, R| {
                 // SAFETY: rows r..r+R, k indices kb..ke and the columns of
                 // each tile lie inside the slices (lengths checked by the
                 // caller); masked lanes are not accessed.
@@ -354,7 +366,7 @@ mod x86 {
         epilogue: Epilogue,
     ) {
         let (ap, gp, op) = (a.as_ptr(), g.as_ptr(), out.as_mut_ptr());
-        row_tiles!(m, |r, R| {
+        row_tiles!(m, max_rows(n), |r, R| {
             // SAFETY: output rows r..r+R < m, A columns i0+r..i0+r+R < din,
             // all rows < `rows` of A and G (lengths checked by the caller).
             unsafe {
