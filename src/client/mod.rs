@@ -572,6 +572,87 @@ mod tests {
         assert!(acc_mlp > 0.95, "mlp accuracy {acc_mlp}");
     }
 
+    /// Counts heap allocations made by the current thread (test builds
+    /// only), so a test can check what a call allocates.
+    mod alloc_count {
+        use std::alloc::{GlobalAlloc, Layout, System};
+        use std::cell::Cell;
+
+        thread_local! {
+            static COUNT: Cell<usize> = const { Cell::new(0) };
+        }
+
+        struct Counting;
+
+        // SAFETY: every call is forwarded to the system allocator unchanged;
+        // the counter is a const-initialised thread-local without a
+        // destructor, so touching it never allocates.
+        unsafe impl GlobalAlloc for Counting {
+            unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+                let _ = COUNT.try_with(|c| c.set(c.get() + 1));
+                unsafe { System.alloc(layout) }
+            }
+            unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+                unsafe { System.dealloc(ptr, layout) }
+            }
+            unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, size: usize) -> *mut u8 {
+                let _ = COUNT.try_with(|c| c.set(c.get() + 1));
+                unsafe { System.realloc(ptr, layout, size) }
+            }
+        }
+
+        #[global_allocator]
+        static ALLOC: Counting = Counting;
+
+        /// Allocations by this thread so far.
+        pub(super) fn count() -> usize {
+            COUNT.with(Cell::get)
+        }
+    }
+
+    /// Once a thread's scratch has grown, local training with small batches
+    /// allocates only the parameter vector it returns: no per-batch
+    /// allocation (softmax and MLP, plain SGD and with every term).
+    #[test]
+    fn small_batch_training_allocates_only_the_result() {
+        let mut rng = Rng::seed_from_u64(31);
+        let data = separable(&mut rng, 120, 30, 10);
+        let idx: Vec<u32> = (0..60).collect();
+        let models: [Box<dyn Model>; 2] = [
+            Box::new(SoftmaxRegression::new(30, 10)),
+            Box::new(Mlp::new(30, &[20], 10)),
+        ];
+        for m in &models {
+            let p0 = m.init_params(&mut rng);
+            let corr = vec![0.01f32; m.num_params()];
+            for (batch_size, full) in [(6, false), (20, false), (7, true)] {
+                let cfg = LocalConfig {
+                    epochs: 3,
+                    batch_size,
+                    momentum: if full { 0.9 } else { 0.0 },
+                    weight_decay: if full { 1e-3 } else { 0.0 },
+                    prox_mu: if full { 0.1 } else { 0.0 },
+                    ..LocalConfig::default()
+                };
+                let extras = LocalExtras {
+                    correction: full.then_some(&corr[..]),
+                    label_map: None,
+                };
+                let mut s = Scratch::new();
+                let run = |s: &mut Scratch| {
+                    let mut r = Rng::seed_from_u64(4);
+                    train_local_with(m.as_ref(), &data, &idx, &p0, &cfg, None, &mut r, s, &extras)
+                };
+                run(&mut s); // grows the scratch
+                let before = alloc_count::count();
+                let r = run(&mut s);
+                let made = alloc_count::count() - before;
+                assert!(r.steps >= 9);
+                assert_eq!(made, 1, "{}, batch {batch_size}: allocations", m.describe());
+            }
+        }
+    }
+
     #[test]
     fn same_seed_gives_bit_identical_params() {
         let mut rng = Rng::seed_from_u64(3);

@@ -344,7 +344,9 @@ impl Dense {
     /// is computed by [`small_gemm::at_b`] a block of rows at a time and the
     /// step applied to those rows at once (for a plain step, inside the
     /// kernel's registers), so no model-sized gradient is written or read
-    /// back. A layer's input delta is computed before its weights change.
+    /// back. A layer's input delta is computed before its weights change,
+    /// by [`small_gemm::a_bt`] (no GEMM, so no packing buffers: the fused
+    /// step allocates nothing once the scratch has grown).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn sgd_step(
         &self,
@@ -367,19 +369,22 @@ impl Dense {
         let x_flat = x_flat.expect("checked above");
         let c = self.num_classes();
         let acts_len = rows * self.acts_per_row();
-        let tmp_len = rows * self.max_hidden();
+        // Rows padded to whole vectors: the input deltas are computed
+        // transposed, rows in lanes (`small_gemm::a_bt`).
+        let rp = rows.next_multiple_of(8);
+        let tt_len = rp * self.max_hidden();
         let widest = self.dims[1..].iter().copied().max().unwrap_or(0);
         scratch.buf(0, acts_len);
-        scratch.buf(1, tmp_len);
+        scratch.buf(1, tt_len);
         scratch.buf(2, STEP_BLOCK * widest);
-        scratch.buf(3, widest);
+        scratch.buf(3, widest + rp * widest);
         let [b0, b1, b2, b3, ..] = &mut scratch.bufs[..] else {
             unreachable!("four buffers were just sized")
         };
         let acts = &mut b0[..acts_len];
-        let tmp = &mut b1[..tmp_len];
+        let tt = &mut b1[..tt_len];
         let block = &mut b2[..];
-        let gb = &mut b3[..];
+        let (gb, gt) = b3.split_at_mut(widest);
 
         self.forward(params, x, acts);
         let loss = Self::softmax_delta(&mut acts[acts_len - rows * c..], c, y);
@@ -396,7 +401,14 @@ impl Dense {
 
             // The input delta needs this layer's weights before the step.
             if l > 1 {
-                Self::back_through(&params[w_off..b_off], g, rows, din, dout, tmp);
+                let gt = &mut gt[..dout * rp];
+                for (j, col) in gt.chunks_exact_mut(rp).enumerate() {
+                    for (r, v) in col.iter_mut().enumerate() {
+                        *v = if r < rows { g[r * dout + j] } else { 0.0 };
+                    }
+                }
+                let ok = small_gemm::a_bt(gt, &params[w_off..b_off], tt, rp, din, dout);
+                debug_assert!(ok, "kernels checked available");
             }
             let a_in: &[f32] = if l == 1 {
                 x_flat
@@ -429,7 +441,15 @@ impl Dense {
             Self::column_sums(g, dout, gb);
             step.apply_at(b_off, &mut params[b_off..b_off + dout], gb, vel);
             if l > 1 {
-                Self::relu_back(&mut before[p_off..p_off + rows * din], &tmp[..rows * din]);
+                // ReLU derivative into the previous layer's slot, reading
+                // the transposed delta (as `relu_back`, without a branch).
+                let a = &mut before[p_off..p_off + rows * din];
+                for (r, a_row) in a.chunks_exact_mut(din).enumerate() {
+                    for (i, a) in a_row.iter_mut().enumerate() {
+                        let keep = 0u32.wrapping_sub(u32::from(*a > 0.0));
+                        *a = f32::from_bits(tt[i * rp + r].to_bits() & keep);
+                    }
+                }
             }
         }
         (loss / rows as f64) as f32

@@ -9,6 +9,8 @@
 //! lane mask, so any width works):
 //!
 //! * [`add_product`]: `Z += A · W` (the forward pass);
+//! * [`a_bt`]: `G · Wᵀ` for a `G` of few rows (a layer's input delta),
+//!   with the rows in vector lanes and the result transposed;
 //! * [`at_b`]: rows `i0..i0+m` of `Aᵀ · G` for an `A` of few rows (a weight
 //!   gradient), either stored or applied at once as a plain SGD step
 //!   `W ← W − lr·(Aᵀ G)`, so the gradient of a large layer never leaves
@@ -109,6 +111,43 @@ pub(crate) fn at_b(
     // forms.
     unsafe {
         x86::at_b(a, g, out, rows, din, n, i0, m, epilogue)
+    };
+    true
+}
+
+/// `Tᵀ` for `T = G · Wᵀ` (the delta carried back through a layer's
+/// weights) for a `G` of few rows, with rows in vector lanes: `gt` is `Gᵀ`
+/// (`dout × rp`, row-major, `rp` a multiple of 8 at least the row count;
+/// padding lanes may hold anything), `w` is `din × dout` row-major, and
+/// `tt` (`din × rp`) receives `tt[i·rp + r] = Σ_j g[r][j]·w[i][j]` (lanes
+/// past the row count are left holding unspecified values). Each element is
+/// the GEMM's chain for `general_mat_mul(1, G, Wᵀ, 0, ·)`: `fma` over `j`
+/// ascending from 0 in blocks of [`KC`], the blocks' sums added in order.
+/// Returns `false`, without touching `tt`, when the CPU lacks AVX2/FMA.
+///
+/// # Panics
+/// If `rp` is not a positive multiple of 8 or a slice is shorter than its
+/// shape.
+pub(crate) fn a_bt(
+    gt: &[f32],
+    w: &[f32],
+    tt: &mut [f32],
+    rp: usize,
+    din: usize,
+    dout: usize,
+) -> bool {
+    assert!(
+        rp > 0 && rp.is_multiple_of(8),
+        "a_bt: lane count {rp} is not a multiple of 8"
+    );
+    assert!(gt.len() >= dout * rp && w.len() >= din * dout && tt.len() >= din * rp);
+    if !available() {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: as in `add_product`.
+    unsafe {
+        x86::a_bt(gt, w, tt, rp, din, dout)
     };
     true
 }
@@ -420,6 +459,86 @@ mod x86 {
             }
         });
     }
+    /// See [`super::a_bt`].
+    ///
+    /// # Safety
+    /// AVX2 and FMA available; the shape conditions asserted by
+    /// [`super::a_bt`] hold.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn a_bt(
+        gt: &[f32],
+        w: &[f32],
+        tt: &mut [f32],
+        rp: usize,
+        din: usize,
+        dout: usize,
+    ) {
+        let (gp, wp, tp) = (gt.as_ptr(), w.as_ptr(), tt.as_mut_ptr());
+        for lane0 in (0..rp).step_by(8) {
+            let mut i = 0;
+            while i < din {
+                let left = (din - i).min(8);
+                // SAFETY: W rows i..i+Q < din, lanes lane0..lane0+8 <= rp,
+                // columns < dout (lengths checked by the caller).
+                unsafe {
+                    let (g, wr, t) = (gp.add(lane0), wp.add(i * dout), tp.add(i * rp + lane0));
+                    match left {
+                        1 => a_bt_tile::<1>(g, wr, t, rp, dout),
+                        2 => a_bt_tile::<2>(g, wr, t, rp, dout),
+                        3 => a_bt_tile::<3>(g, wr, t, rp, dout),
+                        4 => a_bt_tile::<4>(g, wr, t, rp, dout),
+                        5 => a_bt_tile::<5>(g, wr, t, rp, dout),
+                        6 => a_bt_tile::<6>(g, wr, t, rp, dout),
+                        7 => a_bt_tile::<7>(g, wr, t, rp, dout),
+                        _ => a_bt_tile::<8>(g, wr, t, rp, dout),
+                    }
+                }
+                i += left;
+            }
+        }
+    }
+
+    /// `Q` rows of `W` (from `w`, row stride `dout`) against 8 lanes of
+    /// `Gᵀ` (from `g`, row stride `rp`), into `t` (row stride `rp`).
+    ///
+    /// # Safety
+    /// As [`a_bt`] for the sub-block the pointers start.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn a_bt_tile<const Q: usize>(
+        g: *const f32,
+        w: *const f32,
+        t: *mut f32,
+        rp: usize,
+        dout: usize,
+    ) {
+        let mut kb = 0;
+        while kb < dout {
+            let ke = (kb + KC).min(dout);
+            let mut acc = [_mm256_setzero_ps(); Q];
+            for j in kb..ke {
+                // SAFETY: j < dout, inside the block described by the caller.
+                let gv = unsafe { _mm256_loadu_ps(g.add(j * rp)) };
+                for (q, acc) in acc.iter_mut().enumerate() {
+                    let wv = _mm256_set1_ps(unsafe { *w.add(q * dout + j) });
+                    *acc = _mm256_fmadd_ps(gv, wv, *acc);
+                }
+            }
+            for (q, acc) in acc.iter().enumerate() {
+                // SAFETY: row q < Q of the block described by the caller.
+                unsafe {
+                    let c = t.add(q * rp);
+                    let v = if kb == 0 {
+                        *acc
+                    } else {
+                        _mm256_add_ps(_mm256_loadu_ps(c), *acc)
+                    };
+                    _mm256_storeu_ps(c, v);
+                }
+            }
+            kb = ke;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -553,6 +672,44 @@ mod tests {
                     .collect();
                 assert_eq!(bits(&w), bits(&want), "sgd {rows}×{din}, n {n}");
             }
+        }
+    }
+
+    /// `a_bt` against `general_mat_mul(1, G, Wᵀ, 0, ·)` bit for bit, for
+    /// row counts 1..=9 and more (one and several lane groups), widths not a
+    /// multiple of the tile, and an inner dimension spanning two `k` blocks.
+    #[test]
+    fn a_bt_matches_matrixmultiply_bitwise() {
+        let mut rng = Rng::seed_from_u64(12);
+        let mut shapes = vec![(6, 200, 10), (6, 200, 200), (17, 30, 300), (64, 9, 5)];
+        for rows in 1..=9 {
+            for din in [1, 7, 8, 9, 23] {
+                shapes.push((rows, din, 3 + rows));
+            }
+        }
+        for (rows, din, dout) in shapes {
+            let (g, w) = (random(&mut rng, rows * dout), random(&mut rng, din * dout));
+            let mut t = vec![0.0f32; rows * din];
+            let gv = ArrayView2::from_shape((rows, dout), &g[..]).unwrap();
+            let wv = ArrayView2::from_shape((din, dout), &w[..]).unwrap();
+            let mut tv = ArrayViewMut2::from_shape((rows, din), &mut t[..]).unwrap();
+            general_mat_mul(1.0, &gv, &wv.t(), 0.0, &mut tv);
+            let rp = rows.next_multiple_of(8);
+            let mut gt = vec![f32::NAN; dout * rp];
+            for r in 0..rows {
+                for j in 0..dout {
+                    gt[j * rp + r] = g[r * dout + j];
+                }
+            }
+            let mut tt = vec![0.0f32; din * rp];
+            if !a_bt(&gt, &w, &mut tt, rp, din, dout) {
+                return;
+            }
+            let got: Vec<f32> = (0..rows)
+                .flat_map(|r| (0..din).map(move |i| (r, i)))
+                .map(|(r, i)| tt[i * rp + r])
+                .collect();
+            assert_eq!(bits(&got), bits(&t), "{rows}×{dout} · ({din}×{dout})ᵀ");
         }
     }
 
