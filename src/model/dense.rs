@@ -11,12 +11,17 @@
 //! Scratch use (indices below [`Scratch::MODEL_BUFS`]): buffer 0 holds every
 //! layer's output for the batch, layer after layer (`rows × d_l` each,
 //! row-major); buffer 1 holds one `rows × max hidden width` temporary for
-//! back-propagating through a weight matrix. Once grown, no pass allocates
-//! (the GEMM backend's own packing buffers aside).
+//! back-propagating through a weight matrix (in [`Dense::sgd_step`]: its
+//! transpose, rows padded to a multiple of 8); [`Dense::sgd_step`] also uses
+//! buffer 2 (a block of weight-gradient rows) and buffer 3 (a bias gradient
+//! and a transposed delta). Once grown, minibatches of up to [`SMALL_ROWS`]
+//! rows allocate nothing; larger ones go through the GEMM, which allocates
+//! its own packing buffers.
 //!
-//! Invariant: every computation runs in a fixed order on one thread (the GEMM
-//! is single-threaded matrixmultiply), so results are bit-identical across
-//! runs and threads.
+//! Invariant: every computation runs in a fixed order on one thread (the
+//! GEMM is single-threaded matrixmultiply, and the [`small_gemm`] kernels
+//! reproduce its FMA chains), so results are bit-identical across runs and
+//! threads, and the same whichever of the two computes a product.
 
 use super::small_gemm::{self, Epilogue};
 use super::{Scratch, SgdStep};
