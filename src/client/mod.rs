@@ -29,7 +29,7 @@
 //! scratch while the model uses the rest.
 
 use crate::data::Dataset;
-use crate::model::{Model, Scratch};
+use crate::model::{Model, Scratch, SgdStep};
 use crate::rng::Rng;
 use ndarray::{Array2, ArrayView2};
 
@@ -175,96 +175,6 @@ pub fn local_objective_grad(
     loss
 }
 
-/// One optimiser step of local training, fused into a single pass over the
-/// parameters: per coordinate, in this order (each term only when its
-/// coefficient or vector is present), `g += wd·w`, `g += μ·(w − w₀)`,
-/// `g += c`, then with momentum `v = m·v + g; w −= lr·v`, else `w −= lr·g`.
-/// The same operations in the same order as separate passes over the
-/// vector, so the result is bit-identical to them.
-#[derive(Debug, Clone, Copy)]
-struct SgdStep {
-    lr: f32,
-    weight_decay: f32,
-    prox_mu: f32,
-    momentum: f32,
-}
-
-impl SgdStep {
-    /// Updates `params` (and `vel` with momentum, which then has the
-    /// model's length) from the loss gradient `grad`; `grad` is left
-    /// holding the gradient of the local objective (with correction).
-    fn apply(
-        &self,
-        params: &mut [f32],
-        grad: &mut [f32],
-        global: &[f32],
-        correction: Option<&[f32]>,
-        vel: &mut [f32],
-    ) {
-        let wd = self.weight_decay != 0.0;
-        let prox = self.prox_mu != 0.0;
-        let mom = self.momentum != 0.0;
-        // One monomorphised loop per combination, so each vectorises
-        // without per-element branches.
-        macro_rules! go {
-            ($wd:literal, $prox:literal, $mom:literal) => {
-                match correction {
-                    Some(c) => self.run::<$wd, $prox, true, $mom>(params, grad, global, c, vel),
-                    None => self.run::<$wd, $prox, false, $mom>(params, grad, global, &[], vel),
-                }
-            };
-        }
-        match (wd, prox, mom) {
-            (false, false, false) => go!(false, false, false),
-            (false, false, true) => go!(false, false, true),
-            (false, true, false) => go!(false, true, false),
-            (false, true, true) => go!(false, true, true),
-            (true, false, false) => go!(true, false, false),
-            (true, false, true) => go!(true, false, true),
-            (true, true, false) => go!(true, true, false),
-            (true, true, true) => go!(true, true, true),
-        }
-    }
-
-    #[inline(always)]
-    fn run<const WD: bool, const PROX: bool, const CORR: bool, const MOM: bool>(
-        &self,
-        params: &mut [f32],
-        grad: &mut [f32],
-        global: &[f32],
-        correction: &[f32],
-        vel: &mut [f32],
-    ) {
-        let n = params.len();
-        let grad = &mut grad[..n];
-        let global = if PROX { &global[..n] } else { &[][..] };
-        let correction = if CORR { &correction[..n] } else { &[][..] };
-        let vel = if MOM { &mut vel[..n] } else { &mut [][..] };
-        let (lr, wd, mu, m) = (self.lr, self.weight_decay, self.prox_mu, self.momentum);
-        for i in 0..n {
-            let w = params[i];
-            let mut g = grad[i];
-            if WD {
-                g += wd * w;
-            }
-            if PROX {
-                g += mu * (w - global[i]);
-            }
-            if CORR {
-                g += correction[i];
-            }
-            grad[i] = g;
-            if MOM {
-                let v = m * vel[i] + g;
-                vel[i] = v;
-                params[i] = w - lr * v;
-            } else {
-                params[i] = w - lr * g;
-            }
-        }
-    }
-}
-
 /// Trains `model` locally from the global parameters `global` on the rows
 /// `indices` of `data`, following the schedule of [`planned_work`]
 /// truncated to `max_steps` steps when given (FedProx's partial work by
@@ -391,6 +301,8 @@ pub fn train_local_with(
         weight_decay: cfg.weight_decay,
         prox_mu: cfg.prox_mu,
         momentum: cfg.momentum,
+        global,
+        correction: extras.correction,
     };
 
     for _ in 0..plan.steps {
@@ -404,8 +316,7 @@ pub fn train_local_with(
         }
         let xv = ArrayView2::from_shape((b, d), &xb[..b * d]).expect("batch shape");
         let g = &mut grad[..p];
-        let loss = model.loss_grad(&params, xv, &yb, g, scratch);
-        step.apply(&mut params, g, global, extras.correction, &mut vel[..]);
+        let loss = model.sgd_step(&mut params, xv, &yb, &step, &mut vel[..], g, scratch);
         loss_sum += f64::from(loss);
         samples += b;
     }
@@ -498,61 +409,6 @@ mod tests {
     use crate::model::{Mlp, SoftmaxRegression};
     use approx::assert_relative_eq;
     use rand::{RngExt, SeedableRng};
-
-    /// The fused optimiser step against the separate passes it replaced
-    /// (weight decay, prox, correction, then plain or momentum SGD), bit
-    /// for bit, for every combination of terms.
-    #[test]
-    fn fused_sgd_step_equals_separate_passes_bitwise() {
-        let mut rng = Rng::seed_from_u64(77);
-        let n = 37;
-        let mut vec =
-            |s: f32| -> Vec<f32> { (0..n).map(|_| s * rng.random_range(-1.0f32..1.0)).collect() };
-        let (w0, g0, global, corr, v0) = (vec(1.0), vec(3.0), vec(1.0), vec(0.5), vec(2.0));
-        for mask in 0..16u32 {
-            let step = SgdStep {
-                lr: 0.037,
-                weight_decay: if mask & 1 != 0 { 0.013 } else { 0.0 },
-                prox_mu: if mask & 2 != 0 { 0.31 } else { 0.0 },
-                momentum: if mask & 8 != 0 { 0.9 } else { 0.0 },
-            };
-            let correction = (mask & 4 != 0).then_some(&corr[..]);
-            // Separate passes, as local training did them before.
-            let (mut w, mut g, mut v) = (w0.clone(), g0.clone(), v0.clone());
-            if step.weight_decay != 0.0 {
-                for (g, w) in g.iter_mut().zip(&w) {
-                    *g += step.weight_decay * w;
-                }
-            }
-            if step.prox_mu != 0.0 {
-                for ((g, w), w0) in g.iter_mut().zip(&w).zip(&global) {
-                    *g += step.prox_mu * (w - w0);
-                }
-            }
-            if let Some(c) = correction {
-                for (g, c) in g.iter_mut().zip(c) {
-                    *g += c;
-                }
-            }
-            if step.momentum != 0.0 {
-                for ((w, g), v) in w.iter_mut().zip(&g).zip(&mut v) {
-                    *v = step.momentum * *v + g;
-                    *w -= step.lr * *v;
-                }
-            } else {
-                for (w, g) in w.iter_mut().zip(&g) {
-                    *w -= step.lr * g;
-                }
-            }
-            let (mut fw, mut fg, mut fv) = (w0.clone(), g0.clone(), v0.clone());
-            step.apply(&mut fw, &mut fg, &global, correction, &mut fv);
-            let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&fw), bits(&w), "parameters, mask {mask}");
-            assert_eq!(bits(&fg), bits(&g), "gradient, mask {mask}");
-            assert_eq!(bits(&fv), bits(&v), "velocity, mask {mask}");
-            assert_ne!(bits(&fw), bits(&w0), "the step moved nothing, mask {mask}");
-        }
-    }
 
     fn dataset(x: Array2<f32>, y: Vec<u32>, c: usize) -> Dataset {
         Dataset {
@@ -714,6 +570,87 @@ mod tests {
         let (_, acc_mlp) = accuracy(&mlp, &r.params, &data);
         assert!(acc_linear < 0.75, "linear accuracy {acc_linear}");
         assert!(acc_mlp > 0.95, "mlp accuracy {acc_mlp}");
+    }
+
+    /// Counts heap allocations made by the current thread (test builds
+    /// only), so a test can check what a call allocates.
+    mod alloc_count {
+        use std::alloc::{GlobalAlloc, Layout, System};
+        use std::cell::Cell;
+
+        thread_local! {
+            static COUNT: Cell<usize> = const { Cell::new(0) };
+        }
+
+        struct Counting;
+
+        // SAFETY: every call is forwarded to the system allocator unchanged;
+        // the counter is a const-initialised thread-local without a
+        // destructor, so touching it never allocates.
+        unsafe impl GlobalAlloc for Counting {
+            unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+                let _ = COUNT.try_with(|c| c.set(c.get() + 1));
+                unsafe { System.alloc(layout) }
+            }
+            unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+                unsafe { System.dealloc(ptr, layout) }
+            }
+            unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, size: usize) -> *mut u8 {
+                let _ = COUNT.try_with(|c| c.set(c.get() + 1));
+                unsafe { System.realloc(ptr, layout, size) }
+            }
+        }
+
+        #[global_allocator]
+        static ALLOC: Counting = Counting;
+
+        /// Allocations by this thread so far.
+        pub(super) fn count() -> usize {
+            COUNT.with(Cell::get)
+        }
+    }
+
+    /// Once a thread's scratch has grown, local training with small batches
+    /// allocates only the parameter vector it returns: no per-batch
+    /// allocation (softmax and MLP, plain SGD and with every term).
+    #[test]
+    fn small_batch_training_allocates_only_the_result() {
+        let mut rng = Rng::seed_from_u64(31);
+        let data = separable(&mut rng, 120, 30, 10);
+        let idx: Vec<u32> = (0..60).collect();
+        let models: [Box<dyn Model>; 2] = [
+            Box::new(SoftmaxRegression::new(30, 10)),
+            Box::new(Mlp::new(30, &[20], 10)),
+        ];
+        for m in &models {
+            let p0 = m.init_params(&mut rng);
+            let corr = vec![0.01f32; m.num_params()];
+            for (batch_size, full) in [(6, false), (20, false), (7, true)] {
+                let cfg = LocalConfig {
+                    epochs: 3,
+                    batch_size,
+                    momentum: if full { 0.9 } else { 0.0 },
+                    weight_decay: if full { 1e-3 } else { 0.0 },
+                    prox_mu: if full { 0.1 } else { 0.0 },
+                    ..LocalConfig::default()
+                };
+                let extras = LocalExtras {
+                    correction: full.then_some(&corr[..]),
+                    label_map: None,
+                };
+                let mut s = Scratch::new();
+                let run = |s: &mut Scratch| {
+                    let mut r = Rng::seed_from_u64(4);
+                    train_local_with(m.as_ref(), &data, &idx, &p0, &cfg, None, &mut r, s, &extras)
+                };
+                run(&mut s); // grows the scratch
+                let before = alloc_count::count();
+                let r = run(&mut s);
+                let made = alloc_count::count() - before;
+                assert!(r.steps >= 9);
+                assert_eq!(made, 1, "{}, batch {batch_size}: allocations", m.describe());
+            }
+        }
     }
 
     #[test]

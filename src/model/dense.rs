@@ -11,14 +11,20 @@
 //! Scratch use (indices below [`Scratch::MODEL_BUFS`]): buffer 0 holds every
 //! layer's output for the batch, layer after layer (`rows × d_l` each,
 //! row-major); buffer 1 holds one `rows × max hidden width` temporary for
-//! back-propagating through a weight matrix. Once grown, no pass allocates
-//! (the GEMM backend's own packing buffers aside).
+//! back-propagating through a weight matrix (in [`Dense::sgd_step`]: its
+//! transpose, rows padded to a multiple of 8); [`Dense::sgd_step`] also uses
+//! buffer 2 (a block of weight-gradient rows) and buffer 3 (a bias gradient
+//! and a transposed delta). Once grown, minibatches of up to [`SMALL_ROWS`]
+//! rows allocate nothing; larger ones go through the GEMM, which allocates
+//! its own packing buffers.
 //!
-//! Invariant: every computation runs in a fixed order on one thread (the GEMM
-//! is single-threaded matrixmultiply), so results are bit-identical across
-//! runs and threads.
+//! Invariant: every computation runs in a fixed order on one thread (the
+//! GEMM is single-threaded matrixmultiply, and the [`small_gemm`] kernels
+//! reproduce its FMA chains), so results are bit-identical across runs and
+//! threads, and the same whichever of the two computes a product.
 
-use super::{Scratch, small_gemm};
+use super::small_gemm::{self, Epilogue};
+use super::{Scratch, SgdStep};
 use crate::rng::Rng;
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2, s};
@@ -33,6 +39,10 @@ const EVAL_BLOCK: usize = 512;
 /// width is a multiple of 8 and at least 16; larger batches and narrow
 /// layers use the GEMM.
 const SMALL_ROWS: usize = 64;
+
+/// Rows of a weight matrix whose gradient [`Dense::sgd_step`] holds at once
+/// when the step is not a plain one (`STEP_BLOCK × d_l` floats, in L1).
+const STEP_BLOCK: usize = 12;
 
 /// A fully connected ReLU network with a softmax cross-entropy head.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,11 +199,7 @@ impl Dense {
                 let p_off = self.act_off(rows, l - 1);
                 Some(&before[p_off..p_off + rows * din])
             };
-            // Narrow outputs (e.g. a 10-class head) leave the kernel's
-            // vector tiles idle: the GEMM is faster there.
             let done = rows <= SMALL_ROWS
-                && dout >= 16
-                && dout % 8 == 0
                 && a_in.is_some_and(|a| small_gemm::add_product(a, wflat, out, rows, din, dout));
             if !done {
                 let mut z = ArrayViewMut2::from_shape((rows, dout), &mut *out).expect("Z shape");
@@ -241,26 +247,7 @@ impl Dense {
 
         self.forward(params, x, acts);
 
-        // Softmax cross-entropy; overwrite the logits with dLoss/dZ_L.
-        let inv = 1.0 / rows as f32;
-        let mut loss = 0.0f64;
-        for (row, &label) in acts[acts_len - rows * c..].chunks_exact_mut(c).zip(y) {
-            let yi = label as usize;
-            assert!(yi < c, "label {yi} out of range for {c} classes");
-            let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let zy = row[yi] - m;
-            let mut sum = 0.0f32;
-            for v in row.iter_mut() {
-                *v = (*v - m).exp();
-                sum += *v;
-            }
-            loss += f64::from(sum.ln() - zy);
-            let k = inv / sum;
-            for v in row.iter_mut() {
-                *v *= k;
-            }
-            row[yi] -= inv;
-        }
+        let loss = Self::softmax_delta(&mut acts[acts_len - rows * c..], c, y);
 
         // Backward, last layer first. The delta of layer l lives in its
         // activation slot.
@@ -281,21 +268,192 @@ impl Dense {
                     .expect("A shape");
                 general_mat_mul(1.0, &prev.t(), &g, 0.0, &mut gw);
             }
-            gb.fill(0.0);
-            for row in rest[..rows * dout].chunks_exact(dout) {
-                for (b, v) in gb.iter_mut().zip(row) {
-                    *b += v;
+            Self::column_sums(&rest[..rows * dout], dout, gb);
+            if l > 1 {
+                Self::back_through(
+                    &params[w_off..b_off],
+                    &rest[..rows * dout],
+                    rows,
+                    din,
+                    dout,
+                    tmp,
+                );
+                Self::relu_back(&mut before[p_off..p_off + rows * din], &tmp[..rows * din]);
+            }
+        }
+        (loss / rows as f64) as f32
+    }
+
+    /// Softmax cross-entropy of the logits `z` (`y.len() × c`): returns the
+    /// summed loss and overwrites the logits with `dLoss/dZ` of the mean.
+    fn softmax_delta(z: &mut [f32], c: usize, y: &[u32]) -> f64 {
+        let inv = 1.0 / y.len() as f32;
+        let mut loss = 0.0f64;
+        for (row, &label) in z.chunks_exact_mut(c).zip(y) {
+            let yi = label as usize;
+            assert!(yi < c, "label {yi} out of range for {c} classes");
+            let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let zy = row[yi] - m;
+            let mut sum = 0.0f32;
+            for v in row.iter_mut() {
+                *v = (*v - m).exp();
+                sum += *v;
+            }
+            loss += f64::from(sum.ln() - zy);
+            let k = inv / sum;
+            for v in row.iter_mut() {
+                *v *= k;
+            }
+            row[yi] -= inv;
+        }
+        loss
+    }
+
+    /// Column sums of `g` (`rows × n`) into `out` (`n`), row after row from
+    /// zero (the bias gradient).
+    fn column_sums(g: &[f32], n: usize, out: &mut [f32]) {
+        out.fill(0.0);
+        for row in g.chunks_exact(n) {
+            for (b, v) in out.iter_mut().zip(row) {
+                *b += v;
+            }
+        }
+    }
+
+    /// `T = G · Wᵀ` (`rows × din`, into `t`): the delta of layer `l`
+    /// carried back through its weights `w` (`din × dout`).
+    fn back_through(w: &[f32], g: &[f32], rows: usize, din: usize, dout: usize, t: &mut [f32]) {
+        let w = ArrayView2::from_shape((din, dout), w).expect("W shape");
+        let g = ArrayView2::from_shape((rows, dout), g).expect("G shape");
+        let mut tv = ArrayViewMut2::from_shape((rows, din), &mut t[..rows * din]).expect("T shape");
+        general_mat_mul(1.0, &g, &w.t(), 0.0, &mut tv);
+    }
+
+    /// ReLU derivative: overwrites the activations `a` with the delta `t`
+    /// where the unit was active, 0 elsewhere.
+    ///
+    /// Written without a branch (a bit mask), since whether a unit is
+    /// active is unpredictable; the result is the same: `t` or `+0.0`.
+    fn relu_back(a: &mut [f32], t: &[f32]) {
+        for (a, d) in a.iter_mut().zip(t) {
+            let keep = 0u32.wrapping_sub(u32::from(*a > 0.0));
+            *a = f32::from_bits(d.to_bits() & keep);
+        }
+    }
+
+    /// One SGD step on the batch (see [`Model::sgd_step`](super::Model::sgd_step)),
+    /// bit-identical to [`Dense::loss_grad`] followed by [`SgdStep::apply`].
+    ///
+    /// With at most [`SMALL_ROWS`] rows (and the kernels available), the
+    /// step is fused into the backward pass: each layer's weight gradient
+    /// is computed by [`small_gemm::at_b`] a block of rows at a time and the
+    /// step applied to those rows at once (for a plain step, inside the
+    /// kernel's registers), so no model-sized gradient is written or read
+    /// back. A layer's input delta is computed before its weights change,
+    /// by [`small_gemm::a_bt`] (no GEMM, so no packing buffers: the fused
+    /// step allocates nothing once the scratch has grown).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn sgd_step(
+        &self,
+        params: &mut [f32],
+        x: ArrayView2<f32>,
+        y: &[u32],
+        step: &SgdStep<'_>,
+        vel: &mut [f32],
+        grad: &mut [f32],
+        scratch: &mut Scratch,
+    ) -> f32 {
+        let rows = x.nrows();
+        let x_flat = x.as_slice();
+        if rows == 0 || rows > SMALL_ROWS || x_flat.is_none() || !small_gemm::available() {
+            let loss = self.loss_grad(params, x, y, grad, scratch);
+            step.apply(params, grad, vel);
+            return loss;
+        }
+        self.check(params, &x, y);
+        let x_flat = x_flat.expect("checked above");
+        let c = self.num_classes();
+        let acts_len = rows * self.acts_per_row();
+        // Rows padded to whole vectors: the input deltas are computed
+        // transposed, rows in lanes (`small_gemm::a_bt`).
+        let rp = rows.next_multiple_of(8);
+        let tt_len = rp * self.max_hidden();
+        let widest = self.dims[1..].iter().copied().max().unwrap_or(0);
+        scratch.buf(0, acts_len);
+        scratch.buf(1, tt_len);
+        scratch.buf(2, STEP_BLOCK * widest);
+        scratch.buf(3, widest + rp * widest);
+        let [b0, b1, b2, b3, ..] = &mut scratch.bufs[..] else {
+            unreachable!("four buffers were just sized")
+        };
+        let acts = &mut b0[..acts_len];
+        let tt = &mut b1[..tt_len];
+        let block = &mut b2[..];
+        let (gb, gt) = b3.split_at_mut(widest);
+
+        self.forward(params, x, acts);
+        let loss = Self::softmax_delta(&mut acts[acts_len - rows * c..], c, y);
+
+        let plain = step.is_plain();
+        for l in (1..=self.layers()).rev() {
+            let (din, dout) = (self.dims[l - 1], self.dims[l]);
+            let w_off = self.w_off[l - 1];
+            let b_off = w_off + din * dout;
+            let a_off = self.act_off(rows, l);
+            let (before, rest) = acts.split_at_mut(a_off);
+            let g = &rest[..rows * dout];
+            let p_off = if l > 1 { self.act_off(rows, l - 1) } else { 0 };
+
+            // The input delta needs this layer's weights before the step.
+            if l > 1 {
+                let gt = &mut gt[..dout * rp];
+                for (j, col) in gt.chunks_exact_mut(rp).enumerate() {
+                    for (r, v) in col.iter_mut().enumerate() {
+                        *v = if r < rows { g[r * dout + j] } else { 0.0 };
+                    }
+                }
+                let ok = small_gemm::a_bt(gt, &params[w_off..b_off], tt, rp, din, dout);
+                debug_assert!(ok, "kernels checked available");
+            }
+            let a_in: &[f32] = if l == 1 {
+                x_flat
+            } else {
+                &before[p_off..p_off + rows * din]
+            };
+            let w = &mut params[w_off..b_off];
+            if plain {
+                let ok =
+                    small_gemm::at_b(a_in, g, w, rows, din, dout, 0, din, Epilogue::Sgd(step.lr));
+                debug_assert!(ok, "kernels checked available");
+            } else {
+                let mut i0 = 0;
+                while i0 < din {
+                    let m = STEP_BLOCK.min(din - i0);
+                    let gblk = &mut block[..m * dout];
+                    let ok =
+                        small_gemm::at_b(a_in, g, gblk, rows, din, dout, i0, m, Epilogue::Store);
+                    debug_assert!(ok, "kernels checked available");
+                    step.apply_at(
+                        w_off + i0 * dout,
+                        &mut w[i0 * dout..(i0 + m) * dout],
+                        gblk,
+                        vel,
+                    );
+                    i0 += m;
                 }
             }
+            let gb = &mut gb[..dout];
+            Self::column_sums(g, dout, gb);
+            step.apply_at(b_off, &mut params[b_off..b_off + dout], gb, vel);
             if l > 1 {
-                let w =
-                    ArrayView2::from_shape((din, dout), &params[w_off..b_off]).expect("W shape");
-                let t = &mut tmp[..rows * din];
-                let mut tv = ArrayViewMut2::from_shape((rows, din), &mut *t).expect("T shape");
-                general_mat_mul(1.0, &g, &w.t(), 0.0, &mut tv);
-                // ReLU derivative: pass the delta where the unit was active.
-                for (a, d) in before[p_off..p_off + rows * din].iter_mut().zip(t.iter()) {
-                    *a = if *a > 0.0 { *d } else { 0.0 };
+                // ReLU derivative into the previous layer's slot, reading
+                // the transposed delta (as `relu_back`, without a branch).
+                let a = &mut before[p_off..p_off + rows * din];
+                for (r, a_row) in a.chunks_exact_mut(din).enumerate() {
+                    for (i, a) in a_row.iter_mut().enumerate() {
+                        let keep = 0u32.wrapping_sub(u32::from(*a > 0.0));
+                        *a = f32::from_bits(tt[i * rp + r].to_bits() & keep);
+                    }
                 }
             }
         }
@@ -460,5 +618,86 @@ pub(crate) mod testutil {
             (an - fd).abs() <= 1e-2 * an.abs().max(fd.abs()) + 1e-4,
             "directional derivative: analytic {an}, finite difference {fd}"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+    use ndarray::Array2;
+    use rand::{RngExt, SeedableRng};
+
+    fn bits(x: &[f32]) -> Vec<u32> {
+        x.iter().map(|v| v.to_bits()).collect()
+    }
+
+    /// The fused step equals `loss_grad` followed by `SgdStep::apply` bit
+    /// for bit (parameters, velocity and loss), for every combination of
+    /// optimiser terms, batch sizes 1..=9 and around the fused path's row
+    /// limit, layer widths that are not multiples of the vector width, and
+    /// networks with zero, one and two hidden layers.
+    #[test]
+    fn sgd_step_equals_loss_grad_then_step_bitwise() {
+        let mut rng = Rng::seed_from_u64(21);
+        let nets = [
+            vec![13, 5],
+            vec![13, 20, 9],
+            vec![30, 17, 24, 3],
+            vec![784, 200, 10],
+        ];
+        for dims in nets {
+            let net = Dense::new(dims.clone());
+            let p = net.num_params();
+            let mut v = |len: usize, s: f32| -> Vec<f32> {
+                (0..len)
+                    .map(|_| s * rng.random_range(-1.0f32..1.0))
+                    .collect()
+            };
+            let (w0, global, corr, v0) = (v(p, 0.5), v(p, 0.5), v(p, 0.1), v(p, 0.1));
+            let mut sizes: Vec<usize> = (1..=9).collect();
+            sizes.extend([SMALL_ROWS, SMALL_ROWS + 1]);
+            if dims[0] > 100 {
+                sizes = vec![1, 6, 7];
+            }
+            let masks: Vec<u32> = if dims[0] > 100 {
+                vec![0, 15]
+            } else {
+                (0..16).collect()
+            };
+            for &rows in &sizes {
+                let x = Array2::from_shape_fn((rows, dims[0]), |_| {
+                    if rng.random_bool(0.3) {
+                        0.0
+                    } else {
+                        rng.random_range(-1.0f32..1.0)
+                    }
+                });
+                let c = *dims.last().unwrap() as u32;
+                let y: Vec<u32> = (0..rows).map(|_| rng.random_range(0..c)).collect();
+                for &mask in &masks {
+                    let step = SgdStep {
+                        lr: 0.1,
+                        weight_decay: if mask & 1 != 0 { 0.01 } else { 0.0 },
+                        prox_mu: if mask & 2 != 0 { 0.3 } else { 0.0 },
+                        momentum: if mask & 8 != 0 { 0.9 } else { 0.0 },
+                        global: &global,
+                        correction: (mask & 4 != 0).then_some(&corr[..]),
+                    };
+                    let mut s1 = Scratch::new();
+                    let (mut wa, mut va, mut ga) = (w0.clone(), v0.clone(), vec![0.0; p]);
+                    let la = net.loss_grad(&wa, x.view(), &y, &mut ga, &mut s1);
+                    step.apply(&mut wa, &mut ga, &mut va);
+                    let mut s2 = Scratch::new();
+                    let (mut wb, mut vb, mut gb) = (w0.clone(), v0.clone(), vec![f32::NAN; p]);
+                    let lb = net.sgd_step(&mut wb, x.view(), &y, &step, &mut vb, &mut gb, &mut s2);
+                    let what = format!("dims {dims:?}, rows {rows}, mask {mask}");
+                    assert_eq!(la.to_bits(), lb.to_bits(), "loss, {what}");
+                    assert_eq!(bits(&wa), bits(&wb), "params, {what}");
+                    assert_eq!(bits(&va), bits(&vb), "velocity, {what}");
+                    assert_ne!(bits(&wb), bits(&w0), "nothing moved, {what}");
+                }
+            }
+        }
     }
 }

@@ -9,7 +9,7 @@
 //! does, but starts from random weights.
 
 use super::dense::Dense;
-use super::{Model, Scratch};
+use super::{Model, Scratch, SgdStep};
 use crate::rng::Rng;
 use ndarray::ArrayView2;
 
@@ -79,6 +79,18 @@ impl Model for Mlp {
         scratch: &mut Scratch,
     ) -> f32 {
         self.net.loss_grad(params, x, y, grad, scratch)
+    }
+    fn sgd_step(
+        &self,
+        params: &mut [f32],
+        x: ArrayView2<f32>,
+        y: &[u32],
+        step: &SgdStep<'_>,
+        vel: &mut [f32],
+        grad: &mut [f32],
+        scratch: &mut Scratch,
+    ) -> f32 {
+        self.net.sgd_step(params, x, y, step, vel, grad, scratch)
     }
     fn evaluate(
         &self,

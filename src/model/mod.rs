@@ -22,12 +22,14 @@ use ndarray::ArrayView2;
 
 mod dense;
 pub mod mlp;
+mod sgd;
 mod small_gemm;
 pub mod softmax;
 
 #[cfg(test)]
 pub(crate) use dense::testutil;
 pub use mlp::Mlp;
+pub use sgd::SgdStep;
 pub use softmax::SoftmaxRegression;
 
 /// Reusable work buffers for forward/backward passes, so the training hot
@@ -107,6 +109,31 @@ pub trait Model: Send + Sync {
         grad: &mut [f32],
         scratch: &mut Scratch,
     ) -> f32;
+    /// One local training step on the batch: the gradient of the mean
+    /// cross-entropy at `params`, then `step` applied to `params` (and the
+    /// velocity `vel`, model length when `step.momentum ≠ 0`, else unused).
+    /// Returns the mean cross-entropy before the step. `grad` (model length)
+    /// is work space; its contents afterwards are unspecified.
+    ///
+    /// The default computes [`Model::loss_grad`] into `grad`, then
+    /// [`SgdStep::apply`]. Implementations may fuse the two (e.g. update
+    /// each weight matrix as its gradient is computed) but must give the
+    /// same bits as the default.
+    #[allow(clippy::too_many_arguments)]
+    fn sgd_step(
+        &self,
+        params: &mut [f32],
+        x: ArrayView2<f32>,
+        y: &[u32],
+        step: &SgdStep<'_>,
+        vel: &mut [f32],
+        grad: &mut [f32],
+        scratch: &mut Scratch,
+    ) -> f32 {
+        let loss = self.loss_grad(params, x, y, grad, scratch);
+        step.apply(params, grad, vel);
+        loss
+    }
     /// Sum of per-sample cross-entropy losses and number of correct
     /// (arg-max) predictions over the batch.
     fn evaluate(

@@ -1,26 +1,52 @@
-//! `Z += A · W` for minibatch-sized `A` without packing, bit-identical to
-//! the GEMM it replaces.
+//! Unpacked matrix kernels for minibatch-sized products, bit-identical to
+//! the GEMM they replace.
 //!
 //! matrixmultiply (behind `ndarray::linalg::general_mat_mul`) copies ("packs")
-//! both operands before every product; with a handful of rows, packing all
-//! of `W` costs about as much as the product itself. This kernel reads `W` in
-//! place (its rows are already contiguous) in register tiles of 4 rows × 16
-//! columns.
+//! both operands before every product, into buffers it allocates per call;
+//! with a handful of rows, packing all of `W` costs about as much as the
+//! product itself. These kernels read their operands in place, in register
+//! tiles of up to 6 rows × 16 columns (the last columns of a row under a
+//! lane mask, so any width works):
+//!
+//! * [`add_product`]: `Z += A · W` (the forward pass);
+//! * [`a_bt`]: `G · Wᵀ` for a `G` of few rows (a layer's input delta),
+//!   with the rows in vector lanes and the result transposed;
+//! * [`at_b`]: rows `i0..i0+m` of `Aᵀ · G` for an `A` of few rows (a weight
+//!   gradient), either stored or applied at once as a plain SGD step
+//!   `W ← W − lr·(Aᵀ G)`, so the gradient of a large layer never leaves
+//!   the registers.
 //!
 //! Bit-identity: matrixmultiply's FMA kernels compute each element as a
-//! chain `acc = fma(a_k, w_k, acc)` from `acc = 0` over blocks of
-//! [`KC`] = 256 consecutive `k`, then add each block's `acc` to `C` in block
-//! order. This kernel does exactly that, so results are equal bit for bit
-//! (checked by the tests against `general_mat_mul`). It is used only where
-//! matrixmultiply uses such a kernel: x86-64 with AVX2 and FMA; elsewhere
-//! [`add_product`] returns `false` and the caller uses the GEMM.
+//! chain `acc = fma(a_k, w_k, acc)` from `acc = 0` over blocks of [`KC`] =
+//! 256 consecutive `k`, then add each block's `acc` to `C` in block order
+//! (`C = acc` for the first block when `β = 0`). These kernels do exactly
+//! that, one lane per output element, so results are equal bit for bit
+//! whatever the tile shape or lane mask (checked by the tests against
+//! `general_mat_mul`). They run only where matrixmultiply uses such
+//! kernels: x86-64 with AVX2 and FMA; elsewhere the functions return
+//! `false` and the caller uses the GEMM.
 
 /// matrixmultiply's f32 `k` blocking (`S_KC`, 256 unless it was built with
 /// the `MATMUL_SGEMM_KC` variable set).
-const KC: usize = 256;
+pub(crate) const KC: usize = 256;
+
+/// True when the kernels can run on this CPU (x86-64 with AVX2 and FMA).
+pub(crate) fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
 
 /// `z (rows × n) += a (rows × k) · w (k × n)`, all row-major and contiguous.
 /// Returns `false`, without touching `z`, when the CPU lacks AVX2/FMA.
+///
+/// # Panics
+/// If a slice is shorter than its shape.
 pub(crate) fn add_product(
     a: &[f32],
     w: &[f32],
@@ -30,24 +56,275 @@ pub(crate) fn add_product(
     n: usize,
 ) -> bool {
     assert!(a.len() >= rows * k && w.len() >= k * n && z.len() >= rows * n);
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the features the function is compiled for were
-            // detected, and the slices were checked to be long enough.
-            unsafe { x86::add_product(a, w, z, rows, k, n) };
-            return true;
-        }
+    if !available() {
+        return false;
     }
-    let _ = (a, w, z, rows, k, n);
-    false
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the features the function is compiled for were detected, and
+    // the slices were checked to be long enough.
+    unsafe {
+        x86::add_product(a, w, z, rows, k, n)
+    };
+    true
+}
+
+/// What [`at_b`] does with each computed element `g` of `Aᵀ·G`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Epilogue {
+    /// `out = g`.
+    Store,
+    /// `out = out − lr·g` (the multiply and the subtraction rounded
+    /// separately, as `w - lr * g` in Rust): a plain SGD step on `out`.
+    Sgd(f32),
+}
+
+/// Rows `i0..i0 + m` of `Aᵀ · G` (`din × n`), where `a` is `rows × din` and
+/// `g` is `rows × n`, both row-major and contiguous; `out` (`m × n`,
+/// row-major) receives them as `epilogue` says. Each element is the chain
+/// `fma(a[r][i], g[r][j], ·)` over `r = 0..rows` from 0, as the GEMM
+/// computes `general_mat_mul(1, Aᵀ, G, 0, ·)` when `rows ≤ KC`.
+/// Returns `false`, without touching `out`, when the CPU lacks AVX2/FMA.
+///
+/// # Panics
+/// If `rows > KC` (the GEMM would split the chain) or a slice is shorter
+/// than its shape, or `i0 + m > din`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn at_b(
+    a: &[f32],
+    g: &[f32],
+    out: &mut [f32],
+    rows: usize,
+    din: usize,
+    n: usize,
+    i0: usize,
+    m: usize,
+    epilogue: Epilogue,
+) -> bool {
+    assert!(rows <= KC, "at_b: {rows} rows would be split into k blocks");
+    assert!(i0 + m <= din && a.len() >= rows * din && g.len() >= rows * n);
+    assert!(out.len() >= m * n);
+    if !available() {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: as in `add_product`; the asserts bound every index the kernel
+    // forms.
+    unsafe {
+        x86::at_b(a, g, out, rows, din, n, i0, m, epilogue)
+    };
+    true
+}
+
+/// `Tᵀ` for `T = G · Wᵀ` (the delta carried back through a layer's
+/// weights) for a `G` of few rows, with rows in vector lanes: `gt` is `Gᵀ`
+/// (`dout × rp`, row-major, `rp` a multiple of 8 at least the row count;
+/// padding lanes may hold anything), `w` is `din × dout` row-major, and
+/// `tt` (`din × rp`) receives `tt[i·rp + r] = Σ_j g[r][j]·w[i][j]` (lanes
+/// past the row count are left holding unspecified values). Each element is
+/// the GEMM's chain for `general_mat_mul(1, G, Wᵀ, 0, ·)`: `fma` over `j`
+/// ascending from 0 in blocks of [`KC`], the blocks' sums added in order.
+/// Returns `false`, without touching `tt`, when the CPU lacks AVX2/FMA.
+///
+/// # Panics
+/// If `rp` is not a positive multiple of 8 or a slice is shorter than its
+/// shape.
+pub(crate) fn a_bt(
+    gt: &[f32],
+    w: &[f32],
+    tt: &mut [f32],
+    rp: usize,
+    din: usize,
+    dout: usize,
+) -> bool {
+    assert!(
+        rp > 0 && rp.is_multiple_of(8),
+        "a_bt: lane count {rp} is not a multiple of 8"
+    );
+    assert!(gt.len() >= dout * rp && w.len() >= din * dout && tt.len() >= din * rp);
+    if !available() {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: as in `add_product`.
+    unsafe {
+        x86::a_bt(gt, w, tt, rp, din, dout)
+    };
+    true
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::KC;
+    use super::{Epilogue, KC};
     use std::arch::x86_64::*;
 
+    /// Rows of a register tile (12 accumulators in two-vector tiles) for
+    /// rows of width `n`: 5 when the row ends in a two-vector tile under a
+    /// lane mask, whose mask needs one of the 16 vector registers.
+    fn max_rows(n: usize) -> usize {
+        if n % 16 > 8 { 5 } else { 6 }
+    }
+
+    /// A lane mask with the first `len` (1..=8) lanes set.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn lane_mask(len: usize) -> __m256i {
+        const M: [i32; 16] = [-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0];
+        // SAFETY: 8 - len ∈ 0..8, so the 8 loaded lanes lie inside M.
+        unsafe { _mm256_loadu_si256(M.as_ptr().add(8 - len).cast()) }
+    }
+
+    /// The inner product of a tile: for `i < R` and `V` vectors of 8
+    /// columns (the last one under `mask` when `MASKED`),
+    /// `acc[i][v] = chain over kk < kn of fma(x[i·xsi + kk·xsk], y[kk·ys + 8v + lane])`
+    /// starting from 0.
+    ///
+    /// # Safety
+    /// AVX2 and FMA must be available, and every `x` and `y` element named
+    /// above (for unmasked lanes) must be readable.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile<const R: usize, const V: usize, const MASKED: bool>(
+        x: *const f32,
+        xsi: usize,
+        xsk: usize,
+        y: *const f32,
+        ys: usize,
+        kn: usize,
+        mask: __m256i,
+    ) -> [[__m256; V]; R] {
+        let mut acc = [[_mm256_setzero_ps(); V]; R];
+        for kk in 0..kn {
+            let mut yv = [_mm256_setzero_ps(); V];
+            for (v, yv) in yv.iter_mut().enumerate() {
+                // SAFETY: readable by the caller's contract.
+                let p = unsafe { y.add(kk * ys + 8 * v) };
+                *yv = if MASKED && v == V - 1 {
+                    unsafe { _mm256_maskload_ps(p, mask) }
+                } else {
+                    unsafe { _mm256_loadu_ps(p) }
+                };
+            }
+            for (i, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: readable by the caller's contract.
+                let xv = _mm256_set1_ps(unsafe { *x.add(i * xsi + kk * xsk) });
+                for (a, yv) in acc.iter_mut().zip(&yv) {
+                    *a = _mm256_fmadd_ps(xv, *yv, *a);
+                }
+            }
+        }
+        acc
+    }
+
+    /// Loads 8 floats at `p` (the first `mask` lanes when `masked`).
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn load(p: *const f32, masked: bool, mask: __m256i) -> __m256 {
+        // SAFETY: the caller guarantees the (unmasked) lanes are readable.
+        unsafe {
+            if masked {
+                _mm256_maskload_ps(p, mask)
+            } else {
+                _mm256_loadu_ps(p)
+            }
+        }
+    }
+
+    /// Stores 8 floats at `p` (the first `mask` lanes when `masked`).
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn store(p: *mut f32, v: __m256, masked: bool, mask: __m256i) {
+        // SAFETY: the caller guarantees the (unmasked) lanes are writable.
+        unsafe {
+            if masked {
+                _mm256_maskstore_ps(p, mask, v)
+            } else {
+                _mm256_storeu_ps(p, v)
+            }
+        }
+    }
+
+    /// Calls `$body` with the column tiles of a row of width `$n`:
+    /// `($j, V, MASKED, mask)` for 16-column tiles, then one tile for the
+    /// last `n % 16` columns: two vectors (the second under the mask) when
+    /// more than 8 are left, else one (masked unless exactly 8). Keeping
+    /// the tail in one tile shares each broadcast of the other operand
+    /// between its two vectors (a 10-class head is one tile).
+    macro_rules! column_tiles {
+        ($n:expr, |$j:ident, $v:ident, $masked:ident, $mask:ident| $body:block) => {{
+            let n = $n;
+            let mut $j = 0;
+            while $j + 16 <= n {
+                const $v: usize = 2;
+                const $masked: bool = false;
+                let $mask = lane_mask(8);
+                $body
+                $j += 16;
+            }
+            let rem = n - $j;
+            if rem > 8 {
+                const $v: usize = 2;
+                const $masked: bool = true;
+                let $mask = lane_mask(rem - 8);
+                $body
+            } else if rem == 8 {
+                const $v: usize = 1;
+                const $masked: bool = false;
+                let $mask = lane_mask(8);
+                $body
+            } else if rem > 0 {
+                const $v: usize = 1;
+                const $masked: bool = true;
+                let $mask = lane_mask(rem);
+                $body
+            }
+        }};
+    }
+
+    /// Calls `$body` with `($r, R)` for row tiles of `$max` (≤ 6) rows,
+    /// then the remainder.
+    macro_rules! row_tiles {
+        ($rows:expr, $max:expr, |$r:ident, $R:ident| $body:block) => {{
+            let (rows, max) = ($rows, $max);
+            let mut $r = 0;
+            while $r < rows {
+                let left = (rows - $r).min(max);
+                match left {
+                    1 => {
+                        const $R: usize = 1;
+                        $body
+                    }
+                    2 => {
+                        const $R: usize = 2;
+                        $body
+                    }
+                    3 => {
+                        const $R: usize = 3;
+                        $body
+                    }
+                    4 => {
+                        const $R: usize = 4;
+                        $body
+                    }
+                    5 => {
+                        const $R: usize = 5;
+                        $body
+                    }
+                    _ => {
+                        const $R: usize = 6;
+                        $body
+                    }
+                }
+                $r += left;
+            }
+        }};
+    }
+
+    /// See [`super::add_product`].
+    ///
+    /// # Safety
+    /// AVX2 and FMA available; `a`, `w`, `z` at least `rows·k`, `k·n`,
+    /// `rows·n` long.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn add_product(
         a: &[f32],
@@ -57,87 +334,209 @@ mod x86 {
         k: usize,
         n: usize,
     ) {
+        let (ap, wp, zp) = (a.as_ptr(), w.as_ptr(), z.as_mut_ptr());
         let mut kb = 0;
         while kb < k {
             let ke = (kb + KC).min(k);
-            let mut r = 0;
-            while r < rows {
-                match rows - r {
-                    1 => unsafe { block::<1>(a, w, z, r, kb, ke, k, n) },
-                    2 => unsafe { block::<2>(a, w, z, r, kb, ke, k, n) },
-                    3 => unsafe { block::<3>(a, w, z, r, kb, ke, k, n) },
-                    _ => unsafe { block::<4>(a, w, z, r, kb, ke, k, n) },
-                }
-                r += 4;
-            }
+            row_tiles!(rows, max_rows(n), |r, R| {
+                // SAFETY: rows r..r+R, k indices kb..ke and the columns of
+                // each tile lie inside the slices (lengths checked by the
+                // caller); masked lanes are not accessed.
+                unsafe {
+                    add_rows::<R>(
+                        ap.add(r * k + kb),
+                        k,
+                        wp.add(kb * n),
+                        zp.add(r * n),
+                        ke - kb,
+                        n,
+                    )
+                };
+            });
             kb = ke;
         }
     }
 
-    /// Rows `r..r+R`, inner indices `kb..ke`, all columns.
+    /// `z[i][·] += Σ_kk x[i·xsi + kk] · y[kk][·]` for `i < R`, all columns.
+    ///
+    /// # Safety
+    /// As [`add_product`] for the sub-blocks the pointers start.
     #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn block<const R: usize>(
-        a: &[f32],
-        w: &[f32],
-        z: &mut [f32],
-        r: usize,
-        kb: usize,
-        ke: usize,
-        k: usize,
+    #[inline]
+    unsafe fn add_rows<const R: usize>(
+        x: *const f32,
+        xsi: usize,
+        y: *const f32,
+        z: *mut f32,
+        kn: usize,
         n: usize,
     ) {
-        let ap = a.as_ptr();
-        let wp = w.as_ptr();
-        let zp = z.as_mut_ptr();
-        let mut j = 0;
-        while j + 16 <= n {
-            let mut acc = [[_mm256_setzero_ps(); 2]; R];
-            for kk in kb..ke {
-                // SAFETY (all pointer reads below): kk < k, j + 16 <= n and
-                // r + R <= rows, within the lengths checked by the caller.
-                let w0 = unsafe { _mm256_loadu_ps(wp.add(kk * n + j)) };
-                let w1 = unsafe { _mm256_loadu_ps(wp.add(kk * n + j + 8)) };
-                for (i, acc) in acc.iter_mut().enumerate() {
-                    let x = _mm256_set1_ps(unsafe { *ap.add((r + i) * k + kk) });
-                    acc[0] = _mm256_fmadd_ps(x, w0, acc[0]);
-                    acc[1] = _mm256_fmadd_ps(x, w1, acc[1]);
+        column_tiles!(n, |j, V, MASKED, mask| {
+            // SAFETY: inside the blocks described by the caller.
+            unsafe {
+                let acc = tile::<R, V, MASKED>(x, xsi, 1, y.add(j), n, kn, mask);
+                for (i, acc) in acc.iter().enumerate() {
+                    for (v, acc) in acc.iter().enumerate() {
+                        let m = MASKED && v == V - 1;
+                        let c = z.add(i * n + j + 8 * v);
+                        store(c, _mm256_add_ps(load(c, m, mask), *acc), m, mask);
+                    }
                 }
             }
-            for (i, acc) in acc.iter().enumerate() {
+        });
+    }
+
+    /// See [`super::at_b`].
+    ///
+    /// # Safety
+    /// AVX2 and FMA available; the shape conditions asserted by
+    /// [`super::at_b`] hold.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn at_b(
+        a: &[f32],
+        g: &[f32],
+        out: &mut [f32],
+        rows: usize,
+        din: usize,
+        n: usize,
+        i0: usize,
+        m: usize,
+        epilogue: Epilogue,
+    ) {
+        let (ap, gp, op) = (a.as_ptr(), g.as_ptr(), out.as_mut_ptr());
+        row_tiles!(m, max_rows(n), |r, R| {
+            // SAFETY: output rows r..r+R < m, A columns i0+r..i0+r+R < din,
+            // all rows < `rows` of A and G (lengths checked by the caller).
+            unsafe {
+                match epilogue {
+                    Epilogue::Store => {
+                        at_b_rows::<R, false>(ap.add(i0 + r), din, gp, op.add(r * n), rows, n, 0.0)
+                    }
+                    Epilogue::Sgd(lr) => {
+                        at_b_rows::<R, true>(ap.add(i0 + r), din, gp, op.add(r * n), rows, n, lr)
+                    }
+                }
+            }
+        });
+    }
+
+    /// `R` rows of `Aᵀ·G` starting at column pointer `x` of `A` (row stride
+    /// `din`), written to `o` (row stride `n`): stored, or with `SGD`
+    /// applied as `o = o − lr·g`.
+    ///
+    /// # Safety
+    /// As [`at_b`] for the sub-block the pointers start.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn at_b_rows<const R: usize, const SGD: bool>(
+        x: *const f32,
+        din: usize,
+        g: *const f32,
+        o: *mut f32,
+        rows: usize,
+        n: usize,
+        lr: f32,
+    ) {
+        let lrv = _mm256_set1_ps(lr);
+        column_tiles!(n, |j, V, MASKED, mask| {
+            // SAFETY: inside the blocks described by the caller.
+            unsafe {
+                let acc = tile::<R, V, MASKED>(x, 1, din, g.add(j), n, rows, mask);
+                for (i, acc) in acc.iter().enumerate() {
+                    for (v, acc) in acc.iter().enumerate() {
+                        let m = MASKED && v == V - 1;
+                        let c = o.add(i * n + j + 8 * v);
+                        let val = if SGD {
+                            _mm256_sub_ps(load(c, m, mask), _mm256_mul_ps(lrv, *acc))
+                        } else {
+                            *acc
+                        };
+                        store(c, val, m, mask);
+                    }
+                }
+            }
+        });
+    }
+    /// See [`super::a_bt`].
+    ///
+    /// # Safety
+    /// AVX2 and FMA available; the shape conditions asserted by
+    /// [`super::a_bt`] hold.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn a_bt(
+        gt: &[f32],
+        w: &[f32],
+        tt: &mut [f32],
+        rp: usize,
+        din: usize,
+        dout: usize,
+    ) {
+        let (gp, wp, tp) = (gt.as_ptr(), w.as_ptr(), tt.as_mut_ptr());
+        for lane0 in (0..rp).step_by(8) {
+            let mut i = 0;
+            while i < din {
+                let left = (din - i).min(8);
+                // SAFETY: W rows i..i+Q < din, lanes lane0..lane0+8 <= rp,
+                // columns < dout (lengths checked by the caller).
                 unsafe {
-                    let c = zp.add((r + i) * n + j);
-                    _mm256_storeu_ps(c, _mm256_add_ps(_mm256_loadu_ps(c), acc[0]));
-                    _mm256_storeu_ps(c.add(8), _mm256_add_ps(_mm256_loadu_ps(c.add(8)), acc[1]));
+                    let (g, wr, t) = (gp.add(lane0), wp.add(i * dout), tp.add(i * rp + lane0));
+                    match left {
+                        1 => a_bt_tile::<1>(g, wr, t, rp, dout),
+                        2 => a_bt_tile::<2>(g, wr, t, rp, dout),
+                        3 => a_bt_tile::<3>(g, wr, t, rp, dout),
+                        4 => a_bt_tile::<4>(g, wr, t, rp, dout),
+                        5 => a_bt_tile::<5>(g, wr, t, rp, dout),
+                        6 => a_bt_tile::<6>(g, wr, t, rp, dout),
+                        7 => a_bt_tile::<7>(g, wr, t, rp, dout),
+                        _ => a_bt_tile::<8>(g, wr, t, rp, dout),
+                    }
                 }
+                i += left;
             }
-            j += 16;
         }
-        if j + 8 <= n {
-            let mut acc = [_mm256_setzero_ps(); R];
-            for kk in kb..ke {
-                let w0 = unsafe { _mm256_loadu_ps(wp.add(kk * n + j)) };
-                for (i, acc) in acc.iter_mut().enumerate() {
-                    let x = _mm256_set1_ps(unsafe { *ap.add((r + i) * k + kk) });
-                    *acc = _mm256_fmadd_ps(x, w0, *acc);
+    }
+
+    /// `Q` rows of `W` (from `w`, row stride `dout`) against 8 lanes of
+    /// `Gᵀ` (from `g`, row stride `rp`), into `t` (row stride `rp`).
+    ///
+    /// # Safety
+    /// As [`a_bt`] for the sub-block the pointers start.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn a_bt_tile<const Q: usize>(
+        g: *const f32,
+        w: *const f32,
+        t: *mut f32,
+        rp: usize,
+        dout: usize,
+    ) {
+        let mut kb = 0;
+        while kb < dout {
+            let ke = (kb + KC).min(dout);
+            let mut acc = [_mm256_setzero_ps(); Q];
+            for j in kb..ke {
+                // SAFETY: j < dout, inside the block described by the caller.
+                let gv = unsafe { _mm256_loadu_ps(g.add(j * rp)) };
+                for (q, acc) in acc.iter_mut().enumerate() {
+                    let wv = _mm256_set1_ps(unsafe { *w.add(q * dout + j) });
+                    *acc = _mm256_fmadd_ps(gv, wv, *acc);
                 }
             }
-            for (i, acc) in acc.iter().enumerate() {
+            for (q, acc) in acc.iter().enumerate() {
+                // SAFETY: row q < Q of the block described by the caller.
                 unsafe {
-                    let c = zp.add((r + i) * n + j);
-                    _mm256_storeu_ps(c, _mm256_add_ps(_mm256_loadu_ps(c), *acc));
+                    let c = t.add(q * rp);
+                    let v = if kb == 0 {
+                        *acc
+                    } else {
+                        _mm256_add_ps(_mm256_loadu_ps(c), *acc)
+                    };
+                    _mm256_storeu_ps(c, v);
                 }
             }
-            j += 8;
-        }
-        for jj in j..n {
-            for i in 0..R {
-                let mut acc = 0.0f32;
-                for kk in kb..ke {
-                    acc = a[(r + i) * k + kk].mul_add(w[kk * n + jj], acc);
-                }
-                z[(r + i) * n + jj] += acc;
-            }
+            kb = ke;
         }
     }
 }
@@ -150,24 +549,41 @@ mod tests {
     use ndarray::{ArrayView2, ArrayViewMut2};
     use rand::{RngExt, SeedableRng};
 
+    fn bits(x: &[f32]) -> Vec<u32> {
+        x.iter().map(|v| v.to_bits()).collect()
+    }
+
+    fn random(rng: &mut Rng, len: usize) -> Vec<f32> {
+        (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+    }
+
     /// Equal bit for bit to `general_mat_mul(1, A, W, 1, Z)` over shapes
     /// with every row and column remainder and more than one `k` block.
     #[test]
-    fn matches_matrixmultiply_bitwise() {
+    fn add_product_matches_matrixmultiply_bitwise() {
         let mut rng = Rng::seed_from_u64(5);
-        for &(rows, k, n) in &[
+        let mut shapes = vec![
             (1, 3, 1),
             (10, 60, 64),
             (7, 784, 200),
+            (6, 784, 200),
             (6, 784, 10),
+            (20, 784, 10),
             (20, 513, 37),
             (33, 256, 25),
             (5, 257, 8),
-        ] {
-            let mut v = |len: usize| -> Vec<f32> {
-                (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect()
-            };
-            let (a, w, z0) = (v(rows * k), v(k * n), v(rows * n));
+        ];
+        for rows in 1..=13 {
+            for n in [1, 3, 7, 8, 9, 15, 16, 17, 23, 24, 31, 33] {
+                shapes.push((rows, 5 + rows, n));
+            }
+        }
+        for (rows, k, n) in shapes {
+            let (a, w, z0) = (
+                random(&mut rng, rows * k),
+                random(&mut rng, k * n),
+                random(&mut rng, rows * n),
+            );
             let mut z = z0.clone();
             if !add_product(&a, &w, &mut z, rows, k, n) {
                 return; // no AVX2/FMA: the GEMM is used instead
@@ -177,8 +593,141 @@ mod tests {
             let wv = ArrayView2::from_shape((k, n), &w[..]).unwrap();
             let mut rv = ArrayViewMut2::from_shape((rows, n), &mut r[..]).unwrap();
             general_mat_mul(1.0, &av, &wv, 1.0, &mut rv);
-            let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&z), bits(&r), "shape {rows}×{k}·{k}×{n}");
         }
+    }
+
+    /// The same chain written as plain scalar code: `add_product` equals it
+    /// bit for bit, also in a shape whose `k` spans three blocks.
+    #[test]
+    fn add_product_matches_a_scalar_reference() {
+        let mut rng = Rng::seed_from_u64(6);
+        let (rows, k, n) = (7, 600, 19);
+        let (a, w, z0) = (
+            random(&mut rng, rows * k),
+            random(&mut rng, k * n),
+            random(&mut rng, rows * n),
+        );
+        let mut z = z0.clone();
+        if !add_product(&a, &w, &mut z, rows, k, n) {
+            return;
+        }
+        let mut r = z0;
+        for i in 0..rows {
+            for j in 0..n {
+                for kb in (0..k).step_by(KC) {
+                    let mut acc = 0.0f32;
+                    for kk in kb..(kb + KC).min(k) {
+                        acc = a[i * k + kk].mul_add(w[kk * n + j], acc);
+                    }
+                    r[i * n + j] += acc;
+                }
+            }
+        }
+        assert_eq!(bits(&z), bits(&r));
+    }
+
+    /// `at_b` against `general_mat_mul(1, Aᵀ, G, 0, ·)` bit for bit, for
+    /// every row count 1..=9 and more, widths around the vector widths and
+    /// row ranges that start and end off the tile boundaries; the SGD
+    /// epilogue against `w - lr * g` on the GEMM's gradient.
+    #[test]
+    fn at_b_matches_matrixmultiply_bitwise() {
+        let mut rng = Rng::seed_from_u64(9);
+        let mut shapes = vec![(6, 784, 200), (6, 200, 10), (20, 784, 10), (64, 50, 33)];
+        for rows in 1..=9 {
+            for n in [1, 5, 8, 10, 16, 17, 25, 40] {
+                shapes.push((rows, 13, n));
+            }
+        }
+        for (rows, din, n) in shapes {
+            let (a, g, w0) = (
+                random(&mut rng, rows * din),
+                random(&mut rng, rows * n),
+                random(&mut rng, din * n),
+            );
+            let mut full = vec![0.0f32; din * n];
+            let av = ArrayView2::from_shape((rows, din), &a[..]).unwrap();
+            let gv = ArrayView2::from_shape((rows, n), &g[..]).unwrap();
+            let mut fv = ArrayViewMut2::from_shape((din, n), &mut full[..]).unwrap();
+            general_mat_mul(1.0, &av.t(), &gv, 0.0, &mut fv);
+            let lr = 0.037f32;
+            for (i0, m) in [(0, din), (1, din - 1), (din / 3, din / 2), (din - 1, 1)] {
+                let mut out = vec![f32::NAN; m * n];
+                if !at_b(&a, &g, &mut out, rows, din, n, i0, m, Epilogue::Store) {
+                    return;
+                }
+                assert_eq!(
+                    bits(&out),
+                    bits(&full[i0 * n..(i0 + m) * n]),
+                    "store {rows}×{din}, n {n}, rows {i0}..{}",
+                    i0 + m
+                );
+                let mut w = w0[i0 * n..(i0 + m) * n].to_vec();
+                assert!(at_b(&a, &g, &mut w, rows, din, n, i0, m, Epilogue::Sgd(lr)));
+                let want: Vec<f32> = w0[i0 * n..(i0 + m) * n]
+                    .iter()
+                    .zip(&full[i0 * n..(i0 + m) * n])
+                    .map(|(w, g)| w - lr * g)
+                    .collect();
+                assert_eq!(bits(&w), bits(&want), "sgd {rows}×{din}, n {n}");
+            }
+        }
+    }
+
+    /// `a_bt` against `general_mat_mul(1, G, Wᵀ, 0, ·)` bit for bit, for
+    /// row counts 1..=9 and more (one and several lane groups), widths not a
+    /// multiple of the tile, and an inner dimension spanning two `k` blocks.
+    #[test]
+    fn a_bt_matches_matrixmultiply_bitwise() {
+        let mut rng = Rng::seed_from_u64(12);
+        let mut shapes = vec![(6, 200, 10), (6, 200, 200), (17, 30, 300), (64, 9, 5)];
+        for rows in 1..=9 {
+            for din in [1, 7, 8, 9, 23] {
+                shapes.push((rows, din, 3 + rows));
+            }
+        }
+        for (rows, din, dout) in shapes {
+            let (g, w) = (random(&mut rng, rows * dout), random(&mut rng, din * dout));
+            let mut t = vec![0.0f32; rows * din];
+            let gv = ArrayView2::from_shape((rows, dout), &g[..]).unwrap();
+            let wv = ArrayView2::from_shape((din, dout), &w[..]).unwrap();
+            let mut tv = ArrayViewMut2::from_shape((rows, din), &mut t[..]).unwrap();
+            general_mat_mul(1.0, &gv, &wv.t(), 0.0, &mut tv);
+            let rp = rows.next_multiple_of(8);
+            let mut gt = vec![f32::NAN; dout * rp];
+            for r in 0..rows {
+                for j in 0..dout {
+                    gt[j * rp + r] = g[r * dout + j];
+                }
+            }
+            let mut tt = vec![0.0f32; din * rp];
+            if !a_bt(&gt, &w, &mut tt, rp, din, dout) {
+                return;
+            }
+            let got: Vec<f32> = (0..rows)
+                .flat_map(|r| (0..din).map(move |i| (r, i)))
+                .map(|(r, i)| tt[i * rp + r])
+                .collect();
+            assert_eq!(bits(&got), bits(&t), "{rows}×{dout} · ({din}×{dout})ᵀ");
+        }
+    }
+
+    /// Elements outside the requested rows and past each row's width are
+    /// never written.
+    #[test]
+    fn kernels_write_only_their_block() {
+        let mut rng = Rng::seed_from_u64(10);
+        let (rows, k, n) = (3, 9, 11);
+        let (a, w) = (random(&mut rng, rows * k), random(&mut rng, k * n));
+        let mut z = vec![7.0f32; rows * n + 5];
+        if !add_product(&a, &w, &mut z, rows, k, n) {
+            return;
+        }
+        assert!(z[rows * n..].iter().all(|&v| v == 7.0));
+        let g = random(&mut rng, rows * n);
+        let mut out = vec![7.0f32; 4 * n + 5];
+        assert!(at_b(&a, &g, &mut out, rows, k, n, 2, 4, Epilogue::Store));
+        assert!(out[4 * n..].iter().all(|&v| v == 7.0));
     }
 }
