@@ -410,12 +410,14 @@ impl Experiment {
         self.trainer()
             .train_each(self, jobs, local, attackers, &done);
         timing.train_s += t_train.elapsed().as_secs_f64();
+        // Only the additions made during training: the sweep below runs
+        // outside `train_s` and is counted as overhead with the rest.
+        timing.sum_cpu_s += sum_ns.load(Ordering::Relaxed) as f64 * 1e-9;
         let sum = summing.map(|(rs, x)| {
             let mut rs = rs.into_inner().unwrap_or_else(PoisonError::into_inner);
             advance(&mut rs, x, true);
             rs.into_sum()
         });
-        timing.sum_cpu_s += sum_ns.into_inner() as f64 * 1e-9;
         let model = self.model.as_ref();
         let trained = jobs
             .iter()
