@@ -317,11 +317,12 @@ impl Experiment {
 
     /// [`Experiment::train_jobs`], also summing the updates as `kind` with
     /// `global` as the model `x` ([`SumKind`]) while the clients train:
-    /// each update is added, in job order, as soon as those before it are
-    /// in — on the thread that trained it, while it is still in that
-    /// core's cache — and then dropped. Returns the updates without their
-    /// parameters and the sum, bit for bit [`sum_updates`] of the full
-    /// updates (`crate::strategy::sum_updates`).
+    /// updates are added in job order, four at a time (`SUM_GROUP`) once
+    /// those before them are in, by whichever worker holds the sum (the
+    /// others go on training), and then dropped — so they are read while
+    /// still in cache and never all held at once. Returns the updates
+    /// without their parameters and the sum, bit for bit
+    /// `crate::strategy::sum_updates` of the full updates.
     pub fn train_jobs_summed(
         &self,
         jobs: &[TrainJob<'_>],
@@ -350,10 +351,6 @@ impl Experiment {
         let slots: Vec<Mutex<Option<LocalResult>>> = (0..n).map(|_| Mutex::new(None)).collect();
         let summing = sum.map(|(rs, x)| (Mutex::new(rs), x));
         let sum_ns = AtomicU64::new(0);
-        // Adds the updates whose predecessors are all in, in order,
-        // SUM_GROUP at a time (or the batch's last ones; `all`: whatever is
-        // in). Only the thread holding the sum calls it, and filled slots
-        // change no more, so checking then taking is safe.
         // How many of the updates from `k` on can be added now: a full
         // group, the batch's last ones, or (`all`) whatever is in.
         let ready_from = |k: usize, all: bool| {
@@ -366,6 +363,9 @@ impl Experiment {
                 0
             }
         };
+        // Adds the updates whose predecessors are all in, in order, while
+        // `ready_from` allows. Only the thread holding the sum calls it, and
+        // filled slots change no more, so checking then taking is safe.
         let advance = |rs: &mut RunningSum, x: &[f32], all: bool| {
             let t = Instant::now();
             loop {
