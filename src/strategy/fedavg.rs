@@ -1,6 +1,6 @@
 //! FedAvg.
 
-use super::{ClientUpdate, RoundInfo, Strategy, SumKind, sum_updates};
+use super::{ClientUpdate, RoundInfo, Strategy, SumKind};
 
 /// Federated averaging (McMahan, Moore, Ramage, Hampson, Agüera y Arcas,
 /// "Communication-Efficient Learning of Deep Networks from Decentralized
@@ -13,11 +13,6 @@ pub struct FedAvg;
 impl Strategy for FedAvg {
     fn name(&self) -> String {
         "fedavg".into()
-    }
-
-    fn aggregate(&mut self, global: &mut [f32], updates: &[ClientUpdate], info: &RoundInfo) {
-        let sum = sum_updates(SumKind::Mean, global, updates);
-        self.aggregate_sum(global, &sum, updates, info);
     }
 
     fn update_sum(&self) -> Option<SumKind> {

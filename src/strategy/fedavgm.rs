@@ -1,6 +1,6 @@
 //! FedAvgM: federated averaging with server momentum.
 
-use super::{ClientUpdate, RoundInfo, Strategy, SumKind, sum_updates};
+use super::{ClientUpdate, RoundInfo, Strategy, SumKind};
 
 /// FedAvgM (Hsu, Qi, Brown, "Measuring the Effects of Non-Identical Data
 /// Distribution for Federated Visual Classification", arXiv:1909.06335,
@@ -54,11 +54,6 @@ impl FedAvgM {
 impl Strategy for FedAvgM {
     fn name(&self) -> String {
         "fedavgm".into()
-    }
-
-    fn aggregate(&mut self, global: &mut [f32], updates: &[ClientUpdate], info: &RoundInfo) {
-        let delta = sum_updates(SumKind::Delta, global, updates);
-        self.aggregate_sum(global, &delta, updates, info);
     }
 
     fn update_sum(&self) -> Option<SumKind> {

@@ -3,7 +3,7 @@
 //! The three rules share everything but the second-moment update, so they
 //! live in one type, [`FedOpt`], selected by [`FedOptKind`].
 
-use super::{ClientUpdate, RoundInfo, Strategy, SumKind, sum_updates};
+use super::{ClientUpdate, RoundInfo, Strategy, SumKind};
 
 /// Which adaptive rule [`FedOpt`] applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,11 +119,6 @@ impl FedOpt {
 impl Strategy for FedOpt {
     fn name(&self) -> String {
         self.kind.name().into()
-    }
-
-    fn aggregate(&mut self, global: &mut [f32], updates: &[ClientUpdate], info: &RoundInfo) {
-        let delta = sum_updates(SumKind::Delta, global, updates);
-        self.aggregate_sum(global, &delta, updates, info);
     }
 
     fn update_sum(&self) -> Option<SumKind> {

@@ -34,10 +34,6 @@ impl Strategy for FedProx {
         self.partial_work
     }
 
-    fn aggregate(&mut self, global: &mut [f32], updates: &[ClientUpdate], info: &RoundInfo) {
-        FedAvg.aggregate(global, updates, info);
-    }
-
     fn update_sum(&self) -> Option<SumKind> {
         FedAvg.update_sum()
     }

@@ -1,6 +1,6 @@
 //! FedSGD: one full-batch gradient per client and round, one server step.
 
-use super::{ClientUpdate, RoundInfo, Strategy, SumKind, sum_updates};
+use super::{ClientUpdate, RoundInfo, Strategy, SumKind};
 use crate::client::LocalConfig;
 
 /// FedSGD (McMahan, Moore, Ramage, Hampson, Agüera y Arcas,
@@ -41,11 +41,6 @@ impl Strategy for FedSgd {
             prox_mu: 0.0,
             ..base.clone()
         }
-    }
-
-    fn aggregate(&mut self, global: &mut [f32], updates: &[ClientUpdate], info: &RoundInfo) {
-        let delta = sum_updates(SumKind::Delta, global, updates);
-        self.aggregate_sum(global, &delta, updates, info);
     }
 
     fn update_sum(&self) -> Option<SumKind> {

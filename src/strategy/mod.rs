@@ -137,8 +137,21 @@ pub trait Strategy: Send {
         1
     }
 
-    /// Updates `global` in place from `updates` (non-empty, sorted by client id).
-    fn aggregate(&mut self, global: &mut [f32], updates: &[ClientUpdate], info: &RoundInfo);
+    /// Updates `global` in place from `updates` (non-empty, sorted by client
+    /// id). Default, for strategies that read the updates through one
+    /// weighted sum ([`Strategy::update_sum`]): that sum ([`sum_updates`])
+    /// handed to [`Strategy::aggregate_sum`]. Every other strategy
+    /// implements it.
+    fn aggregate(&mut self, global: &mut [f32], updates: &[ClientUpdate], info: &RoundInfo) {
+        let Some(kind) = self.update_sum() else {
+            unreachable!(
+                "{}: a strategy implements aggregate or update_sum",
+                self.name()
+            )
+        };
+        let sum = sum_updates(kind, global, updates);
+        self.aggregate_sum(global, &sum, updates, info);
+    }
 
     /// The one sample-weighted sum of the updates' parameters that
     /// [`Strategy::aggregate`] reads them through, if it reads them through
