@@ -28,6 +28,7 @@
 
 pub mod collect;
 pub mod grid;
+pub mod lock;
 pub mod plan;
 pub mod slurm;
 pub mod state;
@@ -70,6 +71,17 @@ pub enum SweepError {
         flag: &'static str,
         /// What is wrong and what is allowed.
         message: String,
+    },
+    /// Another sweep is writing into the folder.
+    #[error(
+        "{path}: another fedsim sweep ({owner}) is writing into this folder; wait for it to \
+         finish, or, if it no longer runs, delete {path} and start again"
+    )]
+    Locked {
+        /// The lock file.
+        path: String,
+        /// Who holds it (process id and host).
+        owner: String,
     },
     /// A folder that is not a sweep's (no or bad `sweep.json`).
     #[error("{path} {message}")]
@@ -165,6 +177,11 @@ pub fn run(args: &SweepArgs) -> Result<SweepOutcome> {
         None => Path::new("results").join(&plan.base.name).join("sweep"),
     };
     fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let mut lock_notes = Vec::new();
+    let _lock = lock::acquire(&out, &mut lock_notes)?;
+    for n in &lock_notes {
+        eprintln!("note: {n}");
+    }
     let dirs: Vec<String> = plan
         .jobs
         .iter()
@@ -212,7 +229,9 @@ pub fn run(args: &SweepArgs) -> Result<SweepOutcome> {
             .count();
         if started > 0 {
             eprintln!(
-                "note: {} started but did not finish; their folders are emptied and they are                  in the new array. If an array job is still running them, cancel it (scancel)                  or wait for it before submitting this one.",
+                "note: {} started but did not finish; their folders are emptied and they are \
+                 in the new array. If an array job is still running them, cancel it (scancel) \
+                 or wait for it before submitting this one.",
                 plural(started, "run")
             );
         }

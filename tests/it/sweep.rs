@@ -506,3 +506,38 @@ fn sweep_killed_at_any_moment_resumes_to_the_same_tables() {
         assert_eq!(read(&a.join(f)), read(&b.join(f)), "{f} differs");
     }
 }
+
+#[test]
+fn a_second_sweep_into_a_locked_folder_stops_and_a_finished_one_releases_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sc = write(tmp.path(), "tiny.toml", TINY);
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    // A sweep "running" in this very process (alive, this host).
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    let lock = out.join(".lock");
+    std::fs::write(&lock, format!("pid {} on {host}\n", std::process::id())).unwrap();
+    let o = fedsim()
+        .arg("sweep")
+        .arg(&sc)
+        .args(GRID)
+        .arg("--out")
+        .arg(&out)
+        .args(["--quiet", "--no-plots"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("another fedsim sweep") && stderr.contains(".lock"),
+        "{stderr}"
+    );
+    assert!(!out.join("runs").exists(), "the second sweep ran anyway");
+    // Once the lock is gone the sweep runs, and leaves no lock behind.
+    std::fs::remove_file(&lock).unwrap();
+    sweep(&sc, &out, &["--max-runs", "1"]);
+    assert!(out.join("runs").exists());
+    assert!(!lock.exists());
+}
