@@ -203,6 +203,9 @@ enum Command {
         /// Bytes axis on a log scale.
         #[arg(long)]
         log_bytes: bool,
+        /// Virtual-time axis on a log scale.
+        #[arg(long)]
+        log_time: bool,
         /// Rounds drawn in the timeline, e.g. 1,5,10 (default: first,
         /// middle, last).
         #[arg(long, value_delimiter = ',', value_name = "R1,R2,..")]
@@ -410,6 +413,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             size,
             dpi,
             log_bytes,
+            log_time,
             rounds,
             max_lanes,
             labels,
@@ -420,6 +424,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 size,
                 dpi,
                 log_bytes,
+                log_time,
                 rounds,
                 max_lanes,
                 labels,

@@ -50,8 +50,11 @@ impl Metric {
 pub enum XAxis {
     /// Communication round.
     Round,
-    /// Virtual time.
-    Time,
+    /// Virtual time, optionally on a log scale.
+    Time {
+        /// Logarithmic axis.
+        log: bool,
+    },
     /// Bytes moved (down + up), optionally on a log scale.
     Bytes {
         /// Logarithmic axis.
@@ -64,7 +67,7 @@ impl XAxis {
     pub fn key(self) -> &'static str {
         match self {
             XAxis::Round => "round",
-            XAxis::Time => "time",
+            XAxis::Time { .. } => "time",
             XAxis::Bytes { .. } => "bytes",
         }
     }
@@ -113,7 +116,7 @@ impl Curves<'_> {
         let runs = || self.results.runs();
         let (div, unit) = match self.axis {
             XAxis::Round => (1.0, ""),
-            XAxis::Time => time_unit(
+            XAxis::Time { .. } => time_unit(
                 runs()
                     .flat_map(|r| r.points.iter().map(|p| p.time_s))
                     .fold(0.0, f64::max),
@@ -124,15 +127,18 @@ impl Curves<'_> {
                     .fold(0.0, f64::max),
             ),
         };
-        let log = matches!(self.axis, XAxis::Bytes { log: true });
+        let log = matches!(
+            self.axis,
+            XAxis::Bytes { log: true } | XAxis::Time { log: true }
+        );
         let align = match self.axis {
             XAxis::Round => Align::Shared,
-            XAxis::Time | XAxis::Bytes { log: false } => Align::Linear,
-            XAxis::Bytes { log: true } => Align::Log,
+            _ if log => Align::Log,
+            _ => Align::Linear,
         };
         let xv = |p: &Point| match self.axis {
             XAxis::Round => p.round as f64,
-            XAxis::Time => p.time_s / div,
+            XAxis::Time { .. } => p.time_s / div,
             XAxis::Bytes { .. } => p.bytes / div,
         };
         let curves: Vec<MeanCurve> = self
@@ -190,7 +196,8 @@ impl Curves<'_> {
         }
         let title = match self.axis {
             XAxis::Round => "round".to_string(),
-            XAxis::Time => format!("virtual time ({unit})"),
+            XAxis::Time { log: false } => format!("virtual time ({unit})"),
+            XAxis::Time { log: true } => format!("virtual time ({unit}, log scale)"),
             XAxis::Bytes { log: false } => format!("bytes moved ({unit})"),
             XAxis::Bytes { log: true } => format!("bytes moved ({unit}, log scale)"),
         };

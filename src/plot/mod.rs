@@ -70,6 +70,9 @@ pub struct PlotOptions {
     pub dpi: f64,
     /// Bytes axis on a log scale.
     pub log_bytes: bool,
+    /// Virtual-time axis on a log scale (curves of runs whose clocks differ
+    /// by orders of magnitude, e.g. baselines against FL).
+    pub log_time: bool,
     /// Rounds shown in timelines (default: first, middle, last).
     pub rounds: Option<Vec<usize>>,
     /// Most client lanes drawn per timeline round (default 40).
@@ -86,6 +89,7 @@ impl Default for PlotOptions {
             size: None,
             dpi: DEFAULT_DPI,
             log_bytes: false,
+            log_time: false,
             rounds: None,
             max_lanes: 40,
             max_clients: 60,
@@ -148,7 +152,7 @@ pub fn plot_results(
     for metric in [curves::Metric::Accuracy, curves::Metric::Loss] {
         for axis in [
             curves::XAxis::Round,
-            curves::XAxis::Time,
+            curves::XAxis::Time { log: opts.log_time },
             curves::XAxis::Bytes {
                 log: opts.log_bytes,
             },

@@ -231,9 +231,12 @@ fn plot_groups_seeds_by_label_with_bands_and_fixed_colours() {
         &"--dpi",
         &"150",
         &"--log-bytes",
+        &"--log-time",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let stdout = String::from_utf8_lossy(&o.stdout);
+    let svg = std::fs::read_to_string(out.join("loss-time.svg")).unwrap();
+    assert!(svg.contains(", log scale)") && svg.contains("virtual time ("));
     assert!(stdout.contains("figures"), "{stdout}");
     let png = check_figure(
         &out,
@@ -275,6 +278,7 @@ fn plot_groups_seeds_by_label_with_bands_and_fixed_colours() {
         &"--dpi",
         &"150",
         &"--log-bytes",
+        &"--log-time",
     ]);
     assert!(o.status.success());
     for f in ["accuracy-bytes.png", "loss-time.svg"] {
