@@ -149,6 +149,10 @@ pub struct Timing {
     /// round's sum while clients trained (strategies that aggregate through
     /// one weighted sum; inside `train_s`, but aggregation work).
     pub sum_cpu_s: f64,
+    /// CPU seconds, summed over threads, spent generating the rows of
+    /// clients generated on demand (`data.on_demand`) when they train
+    /// (inside `train_s`; 0 otherwise).
+    pub generate_cpu_s: f64,
     /// Threads used (per process).
     pub threads: usize,
     /// Processes that shared the training in a distributed run (MPI
@@ -227,6 +231,9 @@ pub struct Experiment {
     pub(crate) setup_s: f64,
     /// Where client training runs ([`LocalTrainer`] unless replaced).
     trainer: Box<dyn Trainer>,
+    /// Nanoseconds spent generating on-demand clients' rows since the last
+    /// training batch was accounted (summed over threads).
+    pub(crate) generate_ns: std::sync::atomic::AtomicU64,
 }
 
 /// Loads or generates the scenario's data.
@@ -471,6 +478,7 @@ impl Experiment {
             eval_subset,
             setup_s,
             trainer: Box::new(LocalTrainer),
+            generate_ns: std::sync::atomic::AtomicU64::new(0),
         })
     }
 

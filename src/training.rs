@@ -123,6 +123,7 @@ struct JobContext<'e> {
     model: &'e dyn Model,
     train: &'e Dataset,
     clients: &'e Population,
+    generate_ns: &'e AtomicU64,
 }
 
 impl<'e> JobContext<'e> {
@@ -132,6 +133,7 @@ impl<'e> JobContext<'e> {
             model: exp.model.as_ref(),
             train: &exp.data.train,
             clients: &exp.clients,
+            generate_ns: &exp.generate_ns,
         }
     }
 
@@ -149,7 +151,12 @@ impl<'e> JobContext<'e> {
             correction: job.correction.as_deref(),
             label_map: attackers.flipped.as_deref().filter(|_| malicious),
         };
+        let t = Instant::now();
         let data = self.clients.client_data(self.train, c);
+        if matches!(self.clients, Population::Generated(_)) {
+            self.generate_ns
+                .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        }
         let (train, rows) = data.parts();
         train_local_with(
             self.model,
@@ -413,6 +420,7 @@ impl Experiment {
         // Only the additions made during training: the sweep below runs
         // outside `train_s` and is counted as overhead with the rest.
         timing.sum_cpu_s += sum_ns.load(Ordering::Relaxed) as f64 * 1e-9;
+        timing.generate_cpu_s += self.generate_ns.swap(0, Ordering::Relaxed) as f64 * 1e-9;
         let sum = summing.map(|(rs, x)| {
             let mut rs = rs.into_inner().unwrap_or_else(PoisonError::into_inner);
             advance(&mut rs, x, true);

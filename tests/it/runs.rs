@@ -310,6 +310,10 @@ fn clients_generated_on_demand_train_exactly_like_the_generated_dataset() {
             outputs.push(std::fs::read(lazy.join("metrics.csv")).unwrap());
         }
         assert!(outputs[0].len() > 100);
+        let timing: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(eager.join("timing.json")).unwrap())
+                .unwrap();
+        assert_eq!(timing["generate_cpu_s"].as_f64(), Some(0.0));
         assert_eq!(outputs[0], outputs[1], "{strategy}");
         assert_eq!(outputs[0], outputs[2], "{strategy}");
     }
@@ -347,6 +351,9 @@ fn a_million_clients_on_demand_run_and_inspect_quickly_in_little_memory() {
     if let Some(mib) = timing["peak_rss_mib"].as_f64() {
         assert!(mib < 400.0, "peak RSS {mib} MiB");
     }
+    // Generating the clients' rows is timed apart from their training.
+    let generate = timing["generate_cpu_s"].as_f64().unwrap();
+    assert!(generate > 0.0, "{timing}");
     let o = fedsim()
         .arg("inspect")
         .arg(&sc)
