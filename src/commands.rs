@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::data::synthetic::SyntheticConfig;
 use crate::experiment::{
     Experiment, Observer, RoundRow, RunError, load_data, make_model, make_partition, make_strategy,
 };
@@ -343,19 +342,16 @@ pub fn inspect_with_plots(
             partition::stats(idx, &data.train.y, data.train.num_classes)
         }
         Population::Generated(dev) => {
-            // Nothing is held up front: describe the first devices.
+            // Nothing is held up front: describe the first devices, one at
+            // a time, keeping only their labels.
             let k = dev.len().min(INSPECT_GENERATED);
-            let cfg = SyntheticConfig {
-                devices: k,
-                ..dev.config().clone()
-            };
-            let sample = crate::data::synthetic::fedprox_synthetic(&cfg, s.seed);
-            let idx: partition::ClientIndices = sample
-                .train
-                .groups
-                .iter()
-                .flatten()
-                .map(|g| (g.start as u32..g.end as u32).collect())
+            let mut labels: Vec<u32> = Vec::new();
+            let idx: partition::ClientIndices = (0..k)
+                .map(|c| {
+                    let from = labels.len() as u32;
+                    labels.extend(dev.train_data(c).y);
+                    (from..labels.len() as u32).collect()
+                })
                 .collect();
             writeln!(
                 out,
@@ -372,7 +368,7 @@ pub fn inspect_with_plots(
                 "partition ({:?}), statistics of the first {k} devices:",
                 s.partition.label
             )?;
-            partition::stats(&idx, &sample.train.y, sample.train.num_classes)
+            partition::stats(&idx, &labels, data.train.num_classes)
         }
     };
     writeln!(out, "{st}")?;
