@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 
-use super::{ClientUpdate, RoundInfo, Strategy};
+use rayon::prelude::*;
+
+use super::{ClientUpdate, PARAM_CHUNK, RoundInfo, Strategy};
 
 /// SCAFFOLD with option II control variates (Karimireddy, Kale, Mohri,
 /// Reddi, Stich, Suresh, "SCAFFOLD: Stochastic Controlled Averaging for
@@ -107,36 +109,85 @@ impl Strategy for Scaffold {
         if self.c.len() != p {
             self.c = vec![0.0; p];
         }
-        let mut dx = vec![0f64; p];
-        let mut dc = vec![0f64; p];
-        for u in updates {
-            for ((a, &y), &x) in dx.iter_mut().zip(&u.params).zip(global.iter()) {
-                *a += f64::from(y) - f64::from(x);
-            }
-            if u.steps == 0 {
-                continue;
-            }
-            let inv = 1.0 / (u.steps as f64 * self.local_lr);
-            let ci = self
-                .client_c
+        // Every client that took a step gets a control variate (absent =
+        // zero); then, per update, its c_i (if it took a step) and its
+        // 1/(K η_l), in update order.
+        for u in updates.iter().filter(|u| u.steps > 0) {
+            self.client_c
                 .entry(u.client)
                 .or_insert_with(|| vec![0.0; p]);
-            for j in 0..p {
-                // c_i⁺ − c_i = −c + (x − y_i)/(K η_l)
-                let change =
-                    -f64::from(self.c[j]) + (f64::from(global[j]) - f64::from(u.params[j])) * inv;
-                dc[j] += change;
-                ci[j] = (f64::from(ci[j]) + change) as f32;
+        }
+        let order: HashMap<usize, usize> = updates
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| u.steps > 0)
+            .map(|(i, u)| (u.client, i))
+            .collect();
+        debug_assert_eq!(
+            order.len(),
+            updates.iter().filter(|u| u.steps > 0).count(),
+            "a client appears once per round"
+        );
+        let mut cis: Vec<Option<&mut Vec<f32>>> = updates.iter().map(|_| None).collect();
+        for (client, ci) in self.client_c.iter_mut() {
+            if let Some(&i) = order.get(client) {
+                cis[i] = Some(ci);
+            }
+        }
+        let invs: Vec<f64> = updates
+            .iter()
+            .map(|u| 1.0 / (u.steps as f64 * self.local_lr))
+            .collect();
+        // The control variates cut into the same chunks as the model.
+        let chunks = p.div_ceil(PARAM_CHUNK);
+        let mut per_chunk: Vec<Vec<Option<&mut [f32]>>> = (0..chunks)
+            .map(|_| Vec::with_capacity(updates.len()))
+            .collect();
+        for ci in cis {
+            match ci {
+                Some(ci) => {
+                    for (k, part) in ci.chunks_mut(PARAM_CHUNK).enumerate() {
+                        per_chunk[k].push(Some(part));
+                    }
+                }
+                None => per_chunk.iter_mut().for_each(|v| v.push(None)),
             }
         }
         let scale = self.server_lr / updates.len() as f64;
-        for (x, d) in global.iter_mut().zip(dx) {
-            *x = (f64::from(*x) + scale * d) as f32;
-        }
         let inv_n = 1.0 / info.population as f64;
-        for (c, d) in self.c.iter_mut().zip(dc) {
-            *c = (f64::from(*c) + inv_n * d) as f32;
-        }
+        // Per coordinate, exactly the serial loop's operations in update
+        // order; the coordinates in parallel chunks.
+        global
+            .par_chunks_mut(PARAM_CHUNK)
+            .zip(self.c.par_chunks_mut(PARAM_CHUNK))
+            .zip(per_chunk.into_par_iter())
+            .enumerate()
+            .for_each(|(k, ((xs, cs), mut cis))| {
+                let lo = k * PARAM_CHUNK;
+                let n = xs.len();
+                let mut dx = vec![0f64; n];
+                let mut dc = vec![0f64; n];
+                for ((u, ci), &inv) in updates.iter().zip(cis.iter_mut()).zip(&invs) {
+                    let ys = &u.params[lo..lo + n];
+                    for ((a, &y), &x) in dx.iter_mut().zip(ys).zip(xs.iter()) {
+                        *a += f64::from(y) - f64::from(x);
+                    }
+                    let Some(ci) = ci else { continue };
+                    for j in 0..n {
+                        // c_i⁺ − c_i = −c + (x − y_i)/(K η_l)
+                        let change =
+                            -f64::from(cs[j]) + (f64::from(xs[j]) - f64::from(ys[j])) * inv;
+                        dc[j] += change;
+                        ci[j] = (f64::from(ci[j]) + change) as f32;
+                    }
+                }
+                for (x, d) in xs.iter_mut().zip(dx) {
+                    *x = (f64::from(*x) + scale * d) as f32;
+                }
+                for (c, d) in cs.iter_mut().zip(dc) {
+                    *c = (f64::from(*c) + inv_n * d) as f32;
+                }
+            });
     }
 }
 
@@ -146,6 +197,81 @@ mod tests {
     use crate::strategy::testutil::{Federation, distance};
     use crate::strategy::{FedAvg, info, update_steps};
     use approx::assert_relative_eq;
+
+    /// The serial reference: the update rule coordinate by coordinate, in
+    /// update order, with plain loops.
+    fn serial(
+        s: &mut (Vec<f32>, HashMap<usize, Vec<f32>>),
+        global: &mut [f32],
+        updates: &[ClientUpdate],
+        lr: f64,
+        n: usize,
+    ) {
+        let p = global.len();
+        if s.0.len() != p {
+            s.0 = vec![0.0; p];
+        }
+        let (mut dx, mut dc) = (vec![0f64; p], vec![0f64; p]);
+        for u in updates {
+            for j in 0..p {
+                dx[j] += f64::from(u.params[j]) - f64::from(global[j]);
+            }
+            if u.steps == 0 {
+                continue;
+            }
+            let inv = 1.0 / (u.steps as f64 * lr);
+            let ci = s.1.entry(u.client).or_insert_with(|| vec![0.0; p]);
+            for j in 0..p {
+                let change =
+                    -f64::from(s.0[j]) + (f64::from(global[j]) - f64::from(u.params[j])) * inv;
+                dc[j] += change;
+                ci[j] = (f64::from(ci[j]) + change) as f32;
+            }
+        }
+        let scale = 1.0 / updates.len() as f64;
+        for j in 0..p {
+            global[j] = (f64::from(global[j]) + scale * dx[j]) as f32;
+            s.0[j] = (f64::from(s.0[j]) + (1.0 / n as f64) * dc[j]) as f32;
+        }
+    }
+
+    #[test]
+    fn chunked_rounds_equal_the_serial_rule_bit_for_bit() {
+        use rand::{RngExt, SeedableRng};
+        let p = 2 * crate::strategy::PARAM_CHUNK + 5;
+        let mut rng = crate::rng::Rng::seed_from_u64(3);
+        let mut params = |scale: f32| -> Vec<f32> {
+            (0..p)
+                .map(|_| scale * (rng.random::<f32>() - 0.5))
+                .collect()
+        };
+        let mut x = params(1.0);
+        let mut y = x.clone();
+        let mut s = Scaffold::new(1.0, 0.05, true);
+        let mut reference = (Vec::new(), HashMap::new());
+        for round in 1..=3 {
+            // Clients 3k + round: some return, one takes no step.
+            let ups: Vec<ClientUpdate> = (0..5)
+                .map(|k| {
+                    let steps = if k == 2 { 0 } else { k + round };
+                    update_steps(k * 3 + round % 2, 10, steps, params(0.3))
+                })
+                .collect();
+            s.aggregate(&mut x, &ups, &info(round, 40));
+            serial(&mut reference, &mut y, &ups, 0.05, 40);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&x), bits(&y), "round {round}");
+            assert_eq!(
+                bits(s.server_control()),
+                bits(&reference.0),
+                "round {round}"
+            );
+            for (c, ci) in &reference.1 {
+                assert_eq!(bits(s.client_control(*c).unwrap()), bits(ci), "client {c}");
+            }
+            assert_eq!(s.stored_clients(), reference.1.len());
+        }
+    }
 
     #[test]
     fn one_round_by_hand() {
