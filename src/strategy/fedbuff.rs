@@ -1,7 +1,7 @@
 //! FedBuff: buffered asynchronous aggregation with a server optimiser.
 
 use super::asynchronous::{AsyncStrategy, AsyncUpdate, Staleness, aggregate_fresh};
-use super::{ClientUpdate, FedAvgM, FedOpt, RoundInfo, Strategy};
+use super::{ClientUpdate, FedAvgM, FedOpt, RoundInfo, Strategy, par_param_chunks};
 
 /// The server optimiser FedBuff applies to its buffered mean update.
 #[derive(Debug, Clone)]
@@ -57,17 +57,25 @@ impl FedBuff {
     /// The staleness-scaled mean update `Δ̄` of `updates`.
     pub fn buffered_mean(updates: &[AsyncUpdate<'_>]) -> Vec<f64> {
         let p = updates.first().map_or(0, |u| u.params.len());
-        let mut acc = vec![0f64; p];
-        for u in updates {
-            let s = FEDBUFF_STALENESS.factor(u.staleness);
-            for ((a, &y), &x) in acc.iter_mut().zip(u.params).zip(u.base) {
-                *a += s * (f64::from(y) - f64::from(x));
-            }
-        }
+        let factors: Vec<f64> = updates
+            .iter()
+            .map(|u| FEDBUFF_STALENESS.factor(u.staleness))
+            .collect();
         let k = updates.len().max(1) as f64;
-        for a in &mut acc {
-            *a /= k;
-        }
+        let mut acc = vec![0f64; p];
+        // Per coordinate, the updates in buffer order; coordinates in
+        // parallel chunks.
+        par_param_chunks(&mut acc, |lo, acc| {
+            let hi = lo + acc.len();
+            for (u, &s) in updates.iter().zip(&factors) {
+                for ((a, &y), &x) in acc.iter_mut().zip(&u.params[lo..hi]).zip(&u.base[lo..hi]) {
+                    *a += s * (f64::from(y) - f64::from(x));
+                }
+            }
+            for a in acc.iter_mut() {
+                *a /= k;
+            }
+        });
         acc
     }
 }
@@ -122,6 +130,25 @@ mod tests {
             base,
             staleness,
             num_samples: 5,
+        }
+    }
+
+    #[test]
+    fn buffered_mean_over_several_chunks_equals_the_serial_sum_bit_for_bit() {
+        use rand::{RngExt, SeedableRng};
+        let p = 2 * crate::strategy::PARAM_CHUNK + 7;
+        let mut rng = crate::rng::Rng::seed_from_u64(8);
+        let mut v = || -> Vec<f32> { (0..p).map(|_| rng.random::<f32>() - 0.5).collect() };
+        let (ys, bs): (Vec<Vec<f32>>, Vec<Vec<f32>>) = (0..5).map(|_| (v(), v())).unzip();
+        let ups: Vec<AsyncUpdate> = (0..5).map(|i| up(&ys[i], &bs[i], i as u64 * 3)).collect();
+        let got = FedBuff::buffered_mean(&ups);
+        for j in [0, 1, p / 2, p - 1] {
+            let mut a = 0f64;
+            for u in &ups {
+                let s = FEDBUFF_STALENESS.factor(u.staleness);
+                a += s * (f64::from(u.params[j]) - f64::from(u.base[j]));
+            }
+            assert_eq!(got[j].to_bits(), (a / 5.0).to_bits(), "coordinate {j}");
         }
     }
 

@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use super::{ClientUpdate, RoundInfo, Strategy, coordinatewise, median::median};
+use super::{ClientUpdate, RoundInfo, Strategy, coordinatewise, median::median, par_param_chunks};
 
 /// Krum and Multi-Krum (Blanchard, El Mhamdi, Guerraoui, Stainer, "Machine
 /// Learning with Adversaries: Byzantine Tolerant Gradient Descent",
@@ -92,16 +92,21 @@ impl Strategy for Krum {
             Some(m) => {
                 let mut chosen = order[..m.min(n - self.f).max(1)].to_vec();
                 chosen.sort_unstable(); // sum in client-id order
-                let mut acc = vec![0f64; global.len()];
-                for &i in &chosen {
-                    for (a, &y) in acc.iter_mut().zip(&updates[i].params) {
-                        *a += f64::from(y);
-                    }
-                }
                 let inv = 1.0 / chosen.len() as f64;
-                for (x, a) in global.iter_mut().zip(acc) {
-                    *x = (a * inv) as f32;
-                }
+                // Per coordinate, the chosen updates in client order;
+                // coordinates in parallel chunks.
+                par_param_chunks(global, |lo, xs| {
+                    let mut acc = vec![0f64; xs.len()];
+                    for &i in &chosen {
+                        let ys = &updates[i].params[lo..lo + xs.len()];
+                        for (a, &y) in acc.iter_mut().zip(ys) {
+                            *a += f64::from(y);
+                        }
+                    }
+                    for (x, a) in xs.iter_mut().zip(acc) {
+                        *x = (a * inv) as f32;
+                    }
+                });
             }
         }
     }
@@ -138,6 +143,31 @@ mod tests {
         // m larger than n − f averages the n − f = 4 best.
         Krum { f: 1, m: Some(10) }.aggregate(&mut x, &ups, &info(1, 5));
         assert_relative_eq!(x[0], 1.625);
+    }
+
+    #[test]
+    fn multi_krum_mean_over_several_chunks_equals_the_serial_mean_bit_for_bit() {
+        use rand::{RngExt, SeedableRng};
+        let p = 2 * crate::strategy::PARAM_CHUNK + 3;
+        let mut rng = crate::rng::Rng::seed_from_u64(4);
+        let mut ups: Vec<ClientUpdate> = (0..6)
+            .map(|i| update(i, 1, (0..p).map(|_| rng.random::<f32>()).collect()))
+            .collect();
+        // One far outlier: Multi-Krum (f = 1, m = 5) keeps the other five.
+        ups[3].params.iter_mut().for_each(|v| *v += 1000.0);
+        let mut x = vec![0f32; p];
+        Krum { f: 1, m: Some(5) }.aggregate(&mut x, &ups, &info(1, 6));
+        for j in [0, 1, p / 2, p - 1] {
+            let mut a = 0f64;
+            for i in [0, 1, 2, 4, 5] {
+                a += f64::from(ups[i].params[j]);
+            }
+            assert_eq!(
+                x[j].to_bits(),
+                ((a * (1.0 / 5.0)) as f32).to_bits(),
+                "coordinate {j}"
+            );
+        }
     }
 
     #[test]
