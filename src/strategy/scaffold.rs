@@ -109,31 +109,22 @@ impl Strategy for Scaffold {
         if self.c.len() != p {
             self.c = vec![0.0; p];
         }
-        // Every client that took a step gets a control variate (absent =
-        // zero); then, per update, its c_i (if it took a step) and its
-        // 1/(K η_l), in update order.
-        for u in updates.iter().filter(|u| u.steps > 0) {
-            self.client_c
-                .entry(u.client)
-                .or_insert_with(|| vec![0.0; p]);
-        }
-        let order: HashMap<usize, usize> = updates
-            .iter()
-            .enumerate()
-            .filter(|(_, u)| u.steps > 0)
-            .map(|(i, u)| (u.client, i))
-            .collect();
-        debug_assert_eq!(
-            order.len(),
-            updates.iter().filter(|u| u.steps > 0).count(),
-            "a client appears once per round"
+        debug_assert!(
+            updates.windows(2).all(|w| w[0].client < w[1].client),
+            "updates come sorted by client id, each client once"
         );
-        let mut cis: Vec<Option<&mut Vec<f32>>> = updates.iter().map(|_| None).collect();
-        for (client, ci) in self.client_c.iter_mut() {
-            if let Some(&i) = order.get(client) {
-                cis[i] = Some(ci);
-            }
-        }
+        // The control variates of the clients that took a step (absent =
+        // zero), taken out of the map for the round, in update order.
+        let mut cis: Vec<Option<Vec<f32>>> = updates
+            .iter()
+            .map(|u| {
+                (u.steps > 0).then(|| {
+                    self.client_c
+                        .remove(&u.client)
+                        .unwrap_or_else(|| vec![0.0; p])
+                })
+            })
+            .collect();
         let invs: Vec<f64> = updates
             .iter()
             .map(|u| 1.0 / (u.steps as f64 * self.local_lr))
@@ -143,7 +134,7 @@ impl Strategy for Scaffold {
         let mut per_chunk: Vec<Vec<Option<&mut [f32]>>> = (0..chunks)
             .map(|_| Vec::with_capacity(updates.len()))
             .collect();
-        for ci in cis {
+        for ci in cis.iter_mut() {
             match ci {
                 Some(ci) => {
                     for (k, part) in ci.chunks_mut(PARAM_CHUNK).enumerate() {
@@ -188,6 +179,11 @@ impl Strategy for Scaffold {
                     *c = (f64::from(*c) + inv_n * d) as f32;
                 }
             });
+        for (u, ci) in updates.iter().zip(cis) {
+            if let Some(ci) = ci {
+                self.client_c.insert(u.client, ci);
+            }
+        }
     }
 }
 
