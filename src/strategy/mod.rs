@@ -533,15 +533,10 @@ where
 /// # Panics
 /// If an update's parameters are shorter than `out`.
 pub fn weighted_average(out: &mut [f32], updates: &[ClientUpdate]) {
-    let weights = sample_weights(updates);
-    par_param_chunks(out, |lo, out| {
-        let mut acc = [0f64; PARAM_CHUNK];
-        let acc = &mut acc[..out.len()];
-        accumulate(acc, lo, updates, &weights, |_, w, y| w * f64::from(y));
-        for (o, &a) in out.iter_mut().zip(acc.iter()) {
-            *o = a as f32;
-        }
-    });
+    let sum = sum_updates(SumKind::Mean, out, updates);
+    for (o, a) in out.iter_mut().zip(sum) {
+        *o = a as f32;
+    }
 }
 
 #[cfg(test)]
