@@ -332,34 +332,61 @@ impl RunningSum {
     }
 }
 
-/// Coordinates per block of [`add_terms`]: 8 KiB of the sum, which stays
-/// in L1 while every update adds to it.
-const ADD_BLOCK: usize = 1024;
+/// Updates [`add_terms`] adds in one pass: each coordinate of the sum is
+/// loaded once, gets up to this many terms in a register, in order, and is
+/// stored once.
+const ADD_PASS: usize = 4;
 
 /// `acc[j] += kind.term(ws[q], ys[q][j], x[j])` for every `j`, for `q` in
 /// order.
 #[inline(always)]
 fn add_terms(kind: SumKind, acc: &mut [f64], ws: &[f64], x: &[f32], ys: &[&[f32]]) {
-    for (b, acc) in acc.chunks_mut(ADD_BLOCK).enumerate() {
-        let lo = b * ADD_BLOCK;
-        let hi = lo + acc.len();
-        let x = &x[lo..hi];
-        for (&w, y) in ws.iter().zip(ys) {
-            let y = &y[lo..hi];
-            match kind {
-                SumKind::Mean => {
-                    for (a, &y) in acc.iter_mut().zip(y) {
-                        *a += SumKind::Mean.term(w, y, 0.0);
-                    }
+    let mut q = 0;
+    while q < ys.len() {
+        let (w, y) = (&ws[q..], &ys[q..]);
+        q += match ys.len() - q {
+            1 => add_pass::<1>(kind, acc, w, x, y),
+            2 => add_pass::<2>(kind, acc, w, x, y),
+            3 => add_pass::<3>(kind, acc, w, x, y),
+            _ => add_pass::<ADD_PASS>(kind, acc, w, x, y),
+        };
+    }
+}
+
+/// One pass of [`add_terms`] over the first `N` of `ys`; returns `N`.
+#[inline(always)]
+fn add_pass<const N: usize>(
+    kind: SumKind,
+    acc: &mut [f64],
+    ws: &[f64],
+    x: &[f32],
+    ys: &[&[f32]],
+) -> usize {
+    let n = acc.len();
+    let w: [f64; N] = std::array::from_fn(|q| ws[q]);
+    let y: [&[f32]; N] = std::array::from_fn(|q| &ys[q][..n]);
+    let x = &x[..n];
+    match kind {
+        SumKind::Mean => {
+            for (j, a) in acc.iter_mut().enumerate() {
+                let mut s = *a;
+                for q in 0..N {
+                    s += SumKind::Mean.term(w[q], y[q][j], 0.0);
                 }
-                SumKind::Delta => {
-                    for ((a, &y), &x) in acc.iter_mut().zip(y).zip(x) {
-                        *a += SumKind::Delta.term(w, y, x);
-                    }
+                *a = s;
+            }
+        }
+        SumKind::Delta => {
+            for (j, a) in acc.iter_mut().enumerate() {
+                let mut s = *a;
+                for q in 0..N {
+                    s += SumKind::Delta.term(w[q], y[q][j], x[j]);
                 }
+                *a = s;
             }
         }
     }
+    N
 }
 
 /// [`add_terms`] compiled with AVX2 enabled (but not FMA: products and
