@@ -373,16 +373,33 @@ pub fn read_clients(dir: &Path) -> Result<Option<Vec<ClientRow>>, PlotError> {
 pub struct Population {
     /// Registered clients.
     pub clients: usize,
-    /// Clients selected per round: `ceil(clients_per_round × over_selection)`.
+    /// Clients drawn together, without replacement: per round in a
+    /// synchronous run (`ceil(clients_per_round × over_selection)`), 1 per
+    /// dispatch in an asynchronous one (FedAsync, FedBuff).
     pub per_round: usize,
 }
 
 /// The client population of a run, from its resolved `scenario.toml`
 /// (None when unreadable).
 pub fn read_population(dir: &Path) -> Option<Population> {
-    let text = std::fs::read_to_string(dir.join("scenario.toml")).ok()?;
-    let t: toml::Table = toml::from_str(&text).ok()?;
+    population_of(&std::fs::read_to_string(dir.join("scenario.toml")).ok()?)
+}
+
+/// [`read_population`] of a resolved scenario's text.
+pub fn population_of(text: &str) -> Option<Population> {
+    let t: toml::Table = toml::from_str(text).ok()?;
     let clients = usize::try_from(t.get("partition")?.get("clients")?.as_integer()?).ok()?;
+    let kind = t
+        .get("strategy")
+        .and_then(|s| s.get("kind"))
+        .and_then(|k| k.as_str());
+    if matches!(kind, Some("fedasync" | "fedbuff")) {
+        // One client per dispatch, among the idle ones.
+        return Some(Population {
+            clients,
+            per_round: 1,
+        });
+    }
     let k = usize::try_from(t.get("clients_per_round")?.as_integer()?).ok()?;
     let over = t
         .get("system")
@@ -396,6 +413,32 @@ pub fn read_population(dir: &Path) -> Option<Population> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn population_counts_clients_drawn_together() {
+        let sync = "clients_per_round = 10\n[partition]\nclients = 100\n\
+                    [strategy]\nkind = \"fedavg\"\n[system]\nover_selection = 1.25\n";
+        assert_eq!(
+            population_of(sync),
+            Some(Population {
+                clients: 100,
+                per_round: 13
+            })
+        );
+        // Asynchronous runs draw one client per dispatch, whatever
+        // clients_per_round says.
+        for kind in ["fedasync", "fedbuff"] {
+            let text = sync.replace("fedavg", kind);
+            assert_eq!(
+                population_of(&text),
+                Some(Population {
+                    clients: 100,
+                    per_round: 1
+                })
+            );
+        }
+        assert_eq!(population_of("clients_per_round = 10\n"), None);
+    }
 
     const HEADER: &str = "round,virtual_time_s,test_accuracy,test_loss,train_loss,selected,\
         completed,partial,dropped,late,bytes_down,bytes_up,cum_bytes_down,cum_bytes_up,\

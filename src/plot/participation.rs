@@ -75,8 +75,11 @@ impl Participation {
     }
 
     /// Expected clients per bin under uniform selection without
-    /// replacement each round: each client is selected in Binomial(R, m/N)
-    /// rounds, R = total selections / m.
+    /// replacement among the `m` clients drawn together (a round's, or 1
+    /// per asynchronous dispatch): each client is selected in
+    /// Binomial(R, m/N) draws, R = total selections / m. (An asynchronous
+    /// dispatch skips the clients still training, which this ignores: with
+    /// `concurrency` ≪ N the difference is small.)
     fn expected(&self, w: u32, bins: usize) -> Option<Vec<f64>> {
         let p = self.population?;
         let total: u64 = self.rows.iter().map(|r| r.selected as u64).sum();
@@ -330,5 +333,18 @@ mod tests {
         // Binomial(2, 1/2) × 4 clients: 1, 2, 1.
         assert!((e[0] - 1.0).abs() < 1e-12 && (e[1] - 2.0).abs() < 1e-12);
         assert!((e[2] - 1.0).abs() < 1e-12);
+        // The same 4 selections one at a time (asynchronous dispatches):
+        // Binomial(4, 1/4) × 4 clients = 81/64, 108/64, 54/64, 12/64, 1/64.
+        let one = Participation::new(
+            &rows,
+            Some(Population {
+                clients: 4,
+                per_round: 1,
+            }),
+        );
+        let e = one.expected(1, 5).unwrap();
+        for (got, want) in e.iter().zip([81.0, 108.0, 54.0, 12.0, 1.0]) {
+            assert!((got - want / 64.0).abs() < 1e-12, "{e:?}");
+        }
     }
 }
