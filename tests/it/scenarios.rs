@@ -1,6 +1,6 @@
 //! The scenario files and the README's reference agree: every shipped
 //! scenario validates, every documented key appears in some scenario, and
-//! every key a scenario uses is documented.
+//! every key a scenario uses is documented; the README's links lead somewhere.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -95,4 +95,61 @@ fn readme_reference_and_scenarios_cover_each_other() {
         unused.is_empty(),
         "documented keys no scenario uses: {unused:?}"
     );
+}
+
+/// GitHub's anchor for a heading: lower case, punctuation other than `-`
+/// and `_` dropped, spaces to `-`.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ' '))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+#[test]
+fn readme_links_point_to_headings_and_files() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let mut anchors = BTreeSet::new();
+    let mut in_code = false;
+    for line in readme.lines() {
+        if line.starts_with("```") {
+            in_code = !in_code;
+        }
+        if !in_code && line.starts_with('#') {
+            anchors.insert(anchor(line.trim_start_matches('#')));
+        }
+    }
+    assert!(anchors.contains("benchmarks") && anchors.contains("scenario-reference"));
+    let mut broken = Vec::new();
+    // Every `](target)` outside code blocks: `#anchor`, or a relative path.
+    let mut in_code = false;
+    for (no, line) in readme.lines().enumerate() {
+        if line.starts_with("```") {
+            in_code = !in_code;
+        }
+        if in_code {
+            continue;
+        }
+        for (at, _) in line.match_indices("](") {
+            let rest = &line[at + 2..];
+            let Some(end) = rest.find(')') else { continue };
+            let target = &rest[..end];
+            let ok = if let Some(a) = target.strip_prefix('#') {
+                anchors.contains(a)
+            } else if target.contains("://") {
+                true
+            } else {
+                root()
+                    .join(target.split('#').next().unwrap_or(target))
+                    .exists()
+            };
+            if !ok {
+                broken.push(format!("line {}: {target}", no + 1));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "README links to nothing: {broken:?}");
 }
