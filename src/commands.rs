@@ -14,7 +14,7 @@ use crate::partition;
 use crate::plot;
 use crate::population::Population;
 use crate::report::{RunDir, Summary, fresh_run_dir, summarize};
-use crate::scenario::{self, Scenario};
+use crate::scenario::{self, Scenario, ScenarioError};
 use crate::system::Spread;
 
 /// Options shared by commands that read a scenario.
@@ -28,17 +28,47 @@ pub struct ScenarioArgs {
     pub seed: Option<u64>,
 }
 
+/// A scenario file read but not yet parsed, with its overrides: what
+/// commands that resolve several variants of one file start from.
+#[derive(Debug, Clone)]
+pub struct ScenarioSource {
+    /// The file's text.
+    pub text: String,
+    /// The file's name as messages show it.
+    pub shown: String,
+    /// The `--set` overrides in order, then `seed=N` for `--seed`.
+    pub sets: Vec<String>,
+}
+
+impl ScenarioSource {
+    /// The scenario with the overrides.
+    pub fn base(&self) -> Result<Scenario, ScenarioError> {
+        scenario::from_str(&self.text, &self.shown, &self.sets)
+    }
+}
+
 impl ScenarioArgs {
-    /// Loads and validates the scenario, printing notes about ignored keys
-    /// to stderr.
-    pub fn load(&self) -> Result<Scenario> {
+    /// Reads the scenario file.
+    pub fn source(&self) -> Result<ScenarioSource, ScenarioError> {
+        let shown = self.path.display().to_string();
+        let text = std::fs::read_to_string(&self.path).map_err(|source| ScenarioError::Io {
+            path: shown.clone(),
+            source,
+        })?;
         let mut sets = self.sets.clone();
         if let Some(seed) = self.seed {
             sets.push(format!("seed={seed}"));
         }
-        let s = scenario::load(&self.path, &sets)?;
+        Ok(ScenarioSource { text, shown, sets })
+    }
+
+    /// Loads and validates the scenario, printing notes about ignored keys
+    /// to stderr.
+    pub fn load(&self) -> Result<Scenario> {
+        let src = self.source()?;
+        let s = src.base()?;
         for n in &s.notes {
-            eprintln!("note: {}: {n}", self.path.display());
+            eprintln!("note: {}: {n}", src.shown);
         }
         Ok(s)
     }

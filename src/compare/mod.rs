@@ -414,7 +414,13 @@ fn plural(n: usize, what: &str) -> String {
     }
 }
 
-fn write_file(dir: &Path, name: &str, f: impl FnOnce(&mut Vec<u8>) -> Result<()>) -> Result<()> {
+/// Writes `dir/name` with the bytes `f` produces, naming the file when
+/// that fails (`fedsim compare`'s and `fedsim collect`'s result files).
+pub(crate) fn write_file(
+    dir: &Path,
+    name: &str,
+    f: impl FnOnce(&mut Vec<u8>) -> Result<()>,
+) -> Result<()> {
     let mut buf = Vec::new();
     f(&mut buf)?;
     let p = dir.join(name);

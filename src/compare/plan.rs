@@ -10,12 +10,11 @@
 //! sets> --seed <s>`.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use crate::commands::ScenarioArgs;
 use crate::scenario::compare::RawCompare;
 use crate::scenario::raw::StrategyKind;
-use crate::scenario::{self, Scenario, ScenarioError};
+use crate::scenario::{self, Scenario};
 
 use super::CompareError;
 
@@ -156,17 +155,9 @@ fn runs_from_names(names: &[String]) -> Result<Vec<RunSpec>, String> {
 /// Resolves the runs and seeds of a comparison and validates every run's
 /// scenario, so that a bad key fails before any training.
 pub fn plan(sargs: &ScenarioArgs, args: &PlanArgs) -> anyhow::Result<ComparePlan> {
-    let path: &Path = &sargs.path;
-    let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
-        path: shown.clone(),
-        source,
-    })?;
-    let mut base_sets = sargs.sets.clone();
-    if let Some(seed) = sargs.seed {
-        base_sets.push(format!("seed={seed}"));
-    }
-    let base = scenario::from_str(&text, &shown, &base_sets)?;
+    let src = sargs.source()?;
+    let base = src.base()?;
+    let crate::commands::ScenarioSource { text, shown, .. } = src;
     let cmp: RawCompare = base.resolved.compare.clone().unwrap_or_default();
     let mut notes: Vec<String> = base.notes.iter().map(|n| format!("{shown}: {n}")).collect();
 

@@ -21,7 +21,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::compare::table::{self, Evaluated, SeedResult, Table, TableRow};
-use crate::compare::{CompareIndex, IndexFiles, IndexRun};
+use crate::compare::{CompareIndex, IndexFiles, IndexRun, write_file};
 
 use super::SweepError;
 use super::plan::{FROM_BEST, SweepIndex};
@@ -160,13 +160,6 @@ fn read_run(root: &Path, point: usize, seed: u64, dir: &str) -> Result<Found> {
         summary,
         evaluated,
     })
-}
-
-fn write_file(dir: &Path, name: &str, f: impl FnOnce(&mut Vec<u8>) -> Result<()>) -> Result<()> {
-    let mut buf = Vec::new();
-    f(&mut buf)?;
-    let p = dir.join(name);
-    fs::write(&p, buf).with_context(|| format!("writing {}", p.display()))
 }
 
 /// `fedsim collect`: merges the sweep's complete runs into `long.csv`, the

@@ -9,13 +9,12 @@
 //! last point fails the sweep at once, not after hours.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::commands::ScenarioArgs;
 use crate::compare::{Job, TargetChoice};
-use crate::scenario::{self, Scenario, ScenarioError};
+use crate::scenario::{self, Scenario};
 
 use super::SweepError;
 use super::grid::{self, Axis, Point};
@@ -86,17 +85,9 @@ pub const FROM_BEST: &str = "95% of the best mean final accuracy";
 /// scenario, so that a bad key or value fails before any training.
 pub fn plan(sargs: &ScenarioArgs, args: &PlanArgs) -> anyhow::Result<SweepPlan> {
     let axes = grid::parse_axes(&args.grid)?;
-    let path: &Path = &sargs.path;
-    let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
-        path: shown.clone(),
-        source,
-    })?;
-    let mut sets = sargs.sets.clone();
-    if let Some(seed) = sargs.seed {
-        sets.push(format!("seed={seed}"));
-    }
-    let base = scenario::from_str(&text, &shown, &sets)?;
+    let src = sargs.source()?;
+    let base = src.base()?;
+    let crate::commands::ScenarioSource { text, shown, sets } = src;
     let mut notes: Vec<String> = base.notes.iter().map(|n| format!("{shown}: {n}")).collect();
     if base.resolved.compare.is_some() {
         notes.push(format!(
