@@ -358,6 +358,16 @@ pub struct IndexFiles {
     pub summary_tex: &'static str,
 }
 
+impl IndexFiles {
+    /// The file names `fedsim compare` and `fedsim collect` write.
+    pub const STANDARD: IndexFiles = IndexFiles {
+        long: "long.csv",
+        summary_csv: "summary.csv",
+        summary_md: "summary.md",
+        summary_tex: "summary.tex",
+    };
+}
+
 /// One (run, seed) of `compare.json`.
 #[derive(Debug, Serialize)]
 pub struct IndexRun {
@@ -388,6 +398,32 @@ pub struct IndexRun {
     pub diverged: bool,
 }
 
+impl IndexRun {
+    /// The entry of run `label` (with its `overrides`) for `sr.seed`, its
+    /// results in `dir`: `strategy` ran `rounds_run` rounds.
+    pub fn new(
+        (label, overrides): (&str, &[String]),
+        dir: &str,
+        (strategy, rounds_run): (&str, usize),
+        sr: &SeedResult,
+    ) -> Self {
+        IndexRun {
+            label: label.to_string(),
+            seed: sr.seed,
+            dir: dir.to_string(),
+            strategy: strategy.to_string(),
+            overrides: overrides.to_vec(),
+            rounds_run,
+            final_accuracy: sr.final_accuracy,
+            best_accuracy: sr.best_accuracy,
+            rounds_to_target: sr.reach.map(|x| x.round),
+            time_to_target_s: sr.reach.map(|x| x.time_s),
+            bytes_to_target: sr.reach.map(|x| x.bytes),
+            diverged: sr.diverged,
+        }
+    }
+}
+
 /// Host-side cost of the comparison (`timing.json`; not deterministic).
 #[derive(Debug, Serialize)]
 pub struct CompareTiming {
@@ -411,6 +447,29 @@ fn plural(n: usize, what: &str) -> String {
         format!("1 {what}")
     } else {
         format!("{n} {what}s")
+    }
+}
+
+/// Writes `value` as pretty JSON to `dir/name`.
+pub(crate) fn write_json(dir: &Path, name: &str, value: &impl Serialize) -> Result<()> {
+    write_file(dir, name, |b| {
+        serde_json::to_writer_pretty(&mut *b, value)?;
+        b.push(b'\n');
+        Ok(())
+    })
+}
+
+/// Draws the figures of the finished results in `dir` into `dir/plots`.
+/// The results are complete by then, so a figure that cannot be drawn is a
+/// warning, not a failed command.
+pub(crate) fn draw_figures(dir: &Path) {
+    let plots = dir.join("plots");
+    if let Err(e) = crate::plot::plot_results(
+        std::slice::from_ref(&dir.to_path_buf()),
+        &plots,
+        &crate::plot::PlotOptions::default(),
+    ) {
+        eprintln!("warning: figures not written to {}: {e}", plots.display());
     }
 }
 
@@ -538,39 +597,18 @@ pub fn run(args: &CompareArgs) -> Result<CompareOutcome> {
         seeds: plan.seeds.clone(),
         target_accuracy: target,
         target_source,
-        files: IndexFiles {
-            long: "long.csv",
-            summary_csv: "summary.csv",
-            summary_md: "summary.md",
-            summary_tex: "summary.tex",
-        },
+        files: IndexFiles::STANDARD,
         runs: runs
             .iter()
             .zip(&seed_results)
             .map(|(o, sr)| {
                 let spec = &plan.runs[o.run];
-                IndexRun {
-                    label: spec.label.clone(),
-                    seed: o.seed,
-                    dir: o.dir.clone(),
-                    strategy: o.summary.strategy.clone(),
-                    overrides: spec.overrides.clone(),
-                    rounds_run: o.summary.rounds_run,
-                    final_accuracy: sr.final_accuracy,
-                    best_accuracy: sr.best_accuracy,
-                    rounds_to_target: sr.reach.map(|x| x.round),
-                    time_to_target_s: sr.reach.map(|x| x.time_s),
-                    bytes_to_target: sr.reach.map(|x| x.bytes),
-                    diverged: sr.diverged,
-                }
+                let ran = (o.summary.strategy.as_str(), o.summary.rounds_run);
+                IndexRun::new((&spec.label, &spec.overrides), &o.dir, ran, sr)
             })
             .collect(),
     };
-    write_file(&out, "compare.json", |b| {
-        serde_json::to_writer_pretty(&mut *b, &index)?;
-        b.push(b'\n');
-        Ok(())
-    })?;
+    write_json(&out, "compare.json", &index)?;
     let timing = CompareTiming {
         wall_s: start.elapsed().as_secs_f64(),
         setup_s,
@@ -579,23 +617,9 @@ pub fn run(args: &CompareArgs) -> Result<CompareOutcome> {
         threads: rayon::current_num_threads(),
         peak_rss_mib: peak_rss_mib(),
     };
-    write_file(&out, "timing.json", |b| {
-        serde_json::to_writer_pretty(&mut *b, &timing)?;
-        b.push(b'\n');
-        Ok(())
-    })?;
-
+    write_json(&out, "timing.json", &timing)?;
     if !args.no_plots {
-        // The results are complete; a figure that cannot be drawn is a
-        // warning, not a failed comparison.
-        let plots = out.join("plots");
-        if let Err(e) = crate::plot::plot_results(
-            std::slice::from_ref(&out),
-            &plots,
-            &crate::plot::PlotOptions::default(),
-        ) {
-            eprintln!("warning: figures not written to {}: {e}", plots.display());
-        }
+        draw_figures(&out);
     }
 
     let mut stdout = std::io::stdout().lock();

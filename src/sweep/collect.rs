@@ -21,7 +21,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::compare::table::{self, Evaluated, SeedResult, Table, TableRow};
-use crate::compare::{CompareIndex, IndexFiles, IndexRun, write_file};
+use crate::compare::{CompareIndex, IndexFiles, IndexRun, draw_figures, write_file, write_json};
 
 use super::SweepError;
 use super::plan::{FROM_BEST, SweepIndex};
@@ -293,50 +293,23 @@ pub fn collect(args: &CollectArgs) -> Result<Collected> {
             seeds: index.seeds.clone(),
             target_accuracy: target,
             target_source,
-            files: IndexFiles {
-                long: "long.csv",
-                summary_csv: "summary.csv",
-                summary_md: "summary.md",
-                summary_tex: "summary.tex",
-            },
+            files: IndexFiles::STANDARD,
             runs: found
                 .iter()
                 .zip(&seed_results)
-                .map(|(f, sr)| IndexRun {
-                    label: index.points[f.point].label.clone(),
-                    seed: f.seed,
-                    dir: f.dir.clone(),
-                    strategy: f.summary.strategy.clone(),
-                    overrides: index.points[f.point].overrides.clone(),
-                    rounds_run: f.summary.rounds_run,
-                    final_accuracy: sr.final_accuracy,
-                    best_accuracy: sr.best_accuracy,
-                    rounds_to_target: sr.reach.map(|x| x.round),
-                    time_to_target_s: sr.reach.map(|x| x.time_s),
-                    bytes_to_target: sr.reach.map(|x| x.bytes),
-                    diverged: sr.diverged,
+                .map(|(f, sr)| {
+                    let p = &index.points[f.point];
+                    let ran = (f.summary.strategy.as_str(), f.summary.rounds_run);
+                    IndexRun::new((&p.label, &p.overrides), &f.dir, ran, sr)
                 })
                 .collect(),
         },
         sweep: "sweep.json",
         missing: &missing,
     };
-    write_file(root, "compare.json", |b| {
-        serde_json::to_writer_pretty(&mut *b, &json)?;
-        b.push(b'\n');
-        Ok(())
-    })?;
+    write_json(root, "compare.json", &json)?;
     if !args.no_plots {
-        // The tables are written; a figure that cannot be drawn is a
-        // warning, not a failed collection.
-        let plots = root.join("plots");
-        if let Err(e) = crate::plot::plot_results(
-            std::slice::from_ref(root),
-            &plots,
-            &crate::plot::PlotOptions::default(),
-        ) {
-            eprintln!("warning: figures not written to {}: {e}", plots.display());
-        }
+        draw_figures(root);
     }
     Ok(Collected {
         complete: found.len(),
