@@ -358,3 +358,63 @@ fn compare_tabulates_baselines_next_to_federated_runs() {
     assert!(!plots.join("participation-centralised-s5.png").exists());
     assert!(!plots.join("participation-parameter-server-s5.png").exists());
 }
+
+#[test]
+fn server_link_shares_pushes_and_pulls_by_hand() {
+    // CLOCK's two workers push 3360 bits each at up to 3360 bit/s and pull
+    // at up to 6720 bit/s. A server link of 3360 bit/s (0.00336 Mbit/s) is
+    // shared by both: 1680 bit/s each way per worker.
+    // Push: compute 0.01 + latency 0.02 + 3360 / 1680 = 2.03 s.
+    // Pull: 3360 / 1680 + latency 0.02 = 2.02 s. A step 4.05 s, a round of
+    // 4 steps 16.2 s; the bytes are what they were.
+    let dir = tempfile::tempdir().unwrap();
+    let sc = write(dir.path(), "clock.toml", CLOCK);
+    let ps = "strategy.kind=parameter-server";
+    let out = dir.path().join("narrow");
+    let stdout = run(
+        &sc,
+        &out,
+        &[ps, "strategy.parameter-server.server_mbps=0.00336"],
+    );
+    assert!(stdout.contains("server link 0.00336 Mbit/s"), "{stdout}");
+    let (h, rows) = read_csv(&out.join("metrics.csv"));
+    assert_eq!(column(&h, &rows, "round_duration_s"), vec![16.2; 3]);
+    assert_eq!(column(&h, &rows, "virtual_time_s"), vec![16.2, 32.4, 48.6]);
+    assert_eq!(column(&h, &rows, "bytes_up"), vec![3360.0; 3]);
+    assert_eq!(column(&h, &rows, "bytes_down"), vec![3360.0; 3]);
+    let o = fedsim()
+        .arg("inspect")
+        .arg(&sc)
+        .args(["--set", ps])
+        .args(["--set", "strategy.parameter-server.server_mbps=0.00336"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("a step 4050 ms · a round 16.20 s"), "{text}");
+    // A 20 000 bit/s server carries both pushes (2 × 3360) and both pulls
+    // (2 × 6720) at the workers' own rates: not a bottleneck, so the run
+    // is byte for byte the run without a server link (1.55 s a step).
+    let wide = dir.path().join("wide");
+    run(
+        &sc,
+        &wide,
+        &[ps, "strategy.parameter-server.server_mbps=0.02"],
+    );
+    let free = dir.path().join("free");
+    run(&sc, &free, &[ps]);
+    let (h, rows) = read_csv(&wide.join("metrics.csv"));
+    assert_eq!(column(&h, &rows, "round_duration_s"), vec![6.2; 3]);
+    assert_eq!(
+        std::fs::read(wide.join("metrics.csv")).unwrap(),
+        std::fs::read(free.join("metrics.csv")).unwrap()
+    );
+    // The training is the same whatever the link: only the clock differs.
+    assert_eq!(
+        column(&h, &rows, "test_loss"),
+        column(
+            &read_csv(&out.join("metrics.csv")).0,
+            &read_csv(&out.join("metrics.csv")).1,
+            "test_loss"
+        )
+    );
+}
