@@ -531,6 +531,76 @@ mod tests {
         assert_eq!(train(1), train(3));
     }
 
+    #[test]
+    fn lost_gradients_are_left_out_of_the_average() {
+        let d = data(400, 5, 3, 11);
+        let m = Mlp::new(5, &[6], 3);
+        let p0 = m.init_params(&mut Rng::seed_from_u64(12));
+        let opt = LocalConfig {
+            lr: 0.2,
+            momentum: 0.9,
+            ..LocalConfig::default()
+        };
+        let bits = |dp: &DataParallel| dp.params().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        // Every gradient arriving is the ordinary step, bit for bit.
+        let mut a = DataParallel::new(&m, &d, 3, 20, &opt, 5, p0.clone());
+        let mut b = DataParallel::new(&m, &d, 3, 20, &opt, 5, p0.clone());
+        for _ in 0..5 {
+            assert_eq!(
+                a.step().to_bits(),
+                b.step_with(&[true; 3]).unwrap().to_bits()
+            );
+        }
+        assert_eq!(bits(&a), bits(&b));
+        // Workers 1 and 2 lost: the step is worker 0's gradient alone, on
+        // the first 20 samples of the pass — one centralised step of batch 20.
+        let mut ps = DataParallel::new(&m, &d, 3, 20, &opt, 5, p0.clone());
+        let mut one = DataParallel::new(&m, &d, 1, 20, &opt, 5, p0.clone());
+        let l = ps.step_with(&[true, false, false]).unwrap();
+        assert_eq!(l.to_bits(), one.step().to_bits());
+        assert_eq!(bits(&ps), bits(&one));
+        // Worker 1 lost: the mean of workers 0 and 2 only, which differs
+        // from the full step.
+        let mut full = DataParallel::new(&m, &d, 3, 20, &opt, 5, p0.clone());
+        let mut part = DataParallel::new(&m, &d, 3, 20, &opt, 5, p0.clone());
+        full.step();
+        part.step_with(&[true, false, true]).unwrap();
+        let diff: f32 = full
+            .params()
+            .iter()
+            .zip(part.params())
+            .map(|(a, b)| (a - b).abs())
+            .sum();
+        assert!(diff > 1e-4, "{diff}");
+        // By hand: x − η (g0 + g2) / 2 (momentum starts at 0, no decay).
+        let mut want = p0.clone();
+        let (mut g0, mut g2) = (vec![0.0; p0.len()], vec![0.0; p0.len()]);
+        let mut rows = Vec::new();
+        PooledBatches::new(5, d.len()).next_into(60, &mut rows);
+        let mut sc = Scratch::new();
+        full_gradient_into(&m, &d, &rows[..20], &p0, None, &mut g0, &mut sc);
+        full_gradient_into(&m, &d, &rows[40..], &p0, None, &mut g2, &mut sc);
+        for ((x, a), b) in want.iter_mut().zip(&g0).zip(&g2) {
+            *x -= 0.2 * ((f64::from(*a) + f64::from(*b)) / 2.0) as f32;
+        }
+        close(part.params(), &want, "mean of the gradients that arrived");
+        // None arrived: the step is skipped (no update, momentum kept), but
+        // its samples are used up.
+        let before = bits(&part);
+        assert_eq!(part.step_with(&[false; 3]), None);
+        assert_eq!(bits(&part), before);
+        // The same run without the skipped step takes other samples next.
+        let mut no_skip = DataParallel::new(&m, &d, 3, 20, &opt, 5, p0.clone());
+        no_skip.step_with(&[true, false, true]).unwrap();
+        assert_eq!(bits(&no_skip), before);
+        let (x, y) = (part.step(), no_skip.step());
+        assert_ne!(
+            x.to_bits(),
+            y.to_bits(),
+            "the skipped step's samples were reused"
+        );
+    }
+
     fn profile(gflops: f64, up: f64, down: f64, latency_ms: f64) -> DeviceProfile {
         DeviceProfile {
             gflops,
