@@ -418,3 +418,80 @@ fn server_link_shares_pushes_and_pulls_by_hand() {
         )
     );
 }
+
+#[test]
+fn compute_jitter_moves_only_the_clock_and_slows_it() {
+    // CLOCK with 4 workers and compute-bound steps (fast links): jitter
+    // changes each round's duration, never the training.
+    let dir = tempfile::tempdir().unwrap();
+    let sc = write(dir.path(), "clock.toml", CLOCK);
+    let base: &[&str] = &[
+        "strategy.kind=parameter-server",
+        "strategy.parameter-server.workers=4",
+        "strategy.parameter-server.device.up_mbps=1000",
+        "strategy.parameter-server.device.down_mbps=1000",
+        "strategy.parameter-server.device.latency_ms=0.001",
+        "rounds=8",
+    ];
+    let with = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        run(&sc, &out, &args);
+        read_csv(&out.join("metrics.csv"))
+    };
+    let (h, still) = with("still", &[]);
+    let (_, jit) = with("jitter", &["strategy.parameter-server.compute_jitter=0.5"]);
+    let (_, again) = with("again", &["strategy.parameter-server.compute_jitter=0.5"]);
+    assert_eq!(jit, again, "jitter is drawn from the seed");
+    let d0 = column(&h, &still, "round_duration_s");
+    let d1 = column(&h, &jit, "round_duration_s");
+    // Without jitter a step is 0.01 s of compute + 2 × (1 + 3.36) µs of transfers.
+    assert!(d0.iter().all(|d| *d == d0[0]), "{d0:?}");
+    assert!(d1.iter().any(|d| *d != d1[0]), "{d1:?}");
+    // Each step waits for the slowest of 4 workers: the mean of the
+    // maximum of 4 log-normal factors (σ = 0.5) is 1.78 (sd 0.68, so 0.12
+    // over the run's 32 steps), far above the single factor's mean 1.13.
+    let (m0, m1) = (d0.iter().sum::<f64>() / 8.0, d1.iter().sum::<f64>() / 8.0);
+    assert!(m1 > 1.45 * m0 && m1 < 2.15 * m0, "{m0} {m1}");
+    for col in ["test_loss", "train_loss", "bytes_up", "dropped"] {
+        assert_eq!(column(&h, &still, col), column(&h, &jit, col), "{col}");
+    }
+}
+
+#[test]
+fn worker_failures_change_the_training_deterministically() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = write(dir.path(), "tiny.toml", TINY);
+    let ps = "strategy.kind=parameter-server";
+    let w = "strategy.parameter-server.workers=3";
+    let fail = "strategy.parameter-server.failure_rate=0.3";
+    let mut outputs = Vec::new();
+    for threads in ["1", "2"] {
+        let out = dir.path().join(format!("fail-{threads}"));
+        let stdout = run(&sc, &out, &[&format!("--threads={threads}"), ps, w, fail]);
+        assert!(stdout.contains("failure rate 0.3"), "{stdout}");
+        outputs.push(std::fs::read(out.join("metrics.csv")).unwrap());
+    }
+    assert_eq!(
+        outputs[0], outputs[1],
+        "failures depend on the thread count"
+    );
+    let sound = dir.path().join("sound");
+    run(&sc, &sound, &[ps, w]);
+    let (h, a) = read_csv(&dir.path().join("fail-1/metrics.csv"));
+    let (_, b) = read_csv(&sound.join("metrics.csv"));
+    // Lost gradients: about 30 % of 3 workers × 100 steps a round, reported
+    // as dropped worker-steps; none without failures.
+    let lost = column(&h, &a, "dropped");
+    assert!(lost.iter().all(|l| (50.0..130.0).contains(l)), "{lost:?}");
+    assert_eq!(column(&h, &b, "dropped"), vec![0.0; 6]);
+    // The training differs (the averages are over fewer gradients) and
+    // still learns; the clock and the bytes are those of the sound run.
+    let (la, lb) = (column(&h, &a, "test_loss"), column(&h, &b, "test_loss"));
+    assert!(la.iter().zip(&lb).all(|(x, y)| x != y), "{la:?} {lb:?}");
+    assert!(la[5] < la[0], "{la:?}");
+    for col in ["virtual_time_s", "bytes_up", "bytes_down", "completed"] {
+        assert_eq!(column(&h, &a, col), column(&h, &b, col), "{col}");
+    }
+}
