@@ -38,10 +38,13 @@ use crate::rng::{Purpose, stream};
 use crate::system::{DeviceProfile, jitter_factor};
 
 /// When each of `starts.len()` transfers of `bits` bits has crossed a link
-/// of `capacity` bit/s that they share max-min fairly (see the
-/// [module docs](self)): transfer `i` starts at `starts[i]` seconds and
-/// never goes faster than `caps[i]` bit/s (may be infinite). Returns the
-/// finish times, in seconds, in the order of `starts`.
+/// of `capacity` bit/s that they share max-min fairly: transfer `i` starts
+/// at `starts[i]` seconds and never goes faster than `caps[i]` bit/s (may
+/// be infinite); at every instant each transfer under way gets an equal
+/// share of the link, capped by its own rate, and what a capped transfer
+/// leaves goes to the others (progressive filling). Rates change only when
+/// a transfer starts or ends, so the result is exact event by event.
+/// Returns the finish times, in seconds, in the order of `starts`.
 ///
 /// # Panics
 /// If `caps` and `starts` differ in length, or `capacity` or a cap is not
@@ -170,7 +173,7 @@ pub fn step_phases(
 
 /// The clock of a data-parallel baseline, step by step: its workers'
 /// device profiles (worker `w` from the stream `(seed, Workers, w)`), their
-/// compute jitter and failures (see the [module docs](self)).
+/// compute jitter and failures (see the [baseline docs](super)).
 #[derive(Debug, Clone)]
 pub struct StepClock {
     profiles: Vec<DeviceProfile>,

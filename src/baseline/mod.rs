@@ -20,7 +20,9 @@
 //! `steps_per_round` steps as a "round" in the ordinary `metrics.csv`
 //! columns (evaluated every `eval.every` rounds on the same test set as
 //! federated runs): `selected = completed = W` (1 for centralised),
-//! `partial = dropped = late = byzantine = 0`, `close_reason = all-done`.
+//! `partial = late = byzantine = 0`, `dropped` the round's worker-steps
+//! whose gradient was lost (0 without `failure_rate`),
+//! `close_reason = all-done`.
 //! They start from the same initial parameters as federated runs of the
 //! same seed. `[system]`, `[partition]`, `[byzantine]`, `clients_per_round`
 //! and the `[client]` schedule (`epochs`, `steps`) do not apply; there are
@@ -52,6 +54,16 @@
 //! are not sent (every worker draws them from the shared seed). Centralised
 //! training is the same with `W = 1` and no transfers:
 //! `T_step = b·F / (G·10⁹)`.
+//!
+//! Three opt-in keys of the parameter server refine this clock (see
+//! [`StepClock`] and the `clock` module): `server_mbps`, a server link the
+//! `W` pushes and then the `W` pulls of a step share max-min fairly
+//! ([`shared_link_finish`]); `compute_jitter`, a log-normal factor per
+//! worker and step on `b·F / (G_w·10⁹)` (then a round lasts the sum of its
+//! steps); and `failure_rate`, the probability that a worker's gradient of a
+//! step is lost — the server averages those that arrived
+//! ([`DataParallel::step_with`]), on an unchanged clock. Unset, the clock is
+//! the formula above, float for float.
 //!
 //! **Determinism**: the workers' gradients are computed in parallel, each
 //! one sequentially in fixed 256-row blocks ([`crate::client::client_gradient`]),
