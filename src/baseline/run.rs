@@ -188,19 +188,28 @@ impl<'a> DataParallel<'a> {
             .zip(self.losses.par_iter_mut())
             .zip(self.scratches.par_iter_mut())
             .enumerate()
-            .filter(|(k, _)| arrived[*k])
             .for_each(|(k, ((g, l), sc))| {
-                *l =
-                    full_gradient_into(model, data, &rows[k * b..(k + 1) * b], params, None, g, sc);
+                if arrived[k] {
+                    *l = full_gradient_into(
+                        model,
+                        data,
+                        &rows[k * b..(k + 1) * b],
+                        params,
+                        None,
+                        g,
+                        sc,
+                    );
+                }
             });
+        let got: Vec<&[f32]> = self
+            .grads
+            .iter()
+            .zip(arrived)
+            .filter(|(_, a)| **a)
+            .map(|(g, _)| g.as_slice())
+            .collect();
         for (j, m) in self.mean.iter_mut().enumerate() {
-            let sum: f64 = self
-                .grads
-                .iter()
-                .zip(arrived)
-                .filter(|(_, a)| **a)
-                .map(|(g, _)| f64::from(g[j]))
-                .sum();
+            let sum: f64 = got.iter().map(|g| f64::from(g[j])).sum();
             *m = (sum / k as f64) as f32;
         }
         let (lr, mu, wd) = (self.lr, self.momentum, self.weight_decay);
