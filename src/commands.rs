@@ -434,10 +434,15 @@ pub fn inspect_with_plots(
         let c = crate::baseline::round_cost(b, s.seed, model.as_ref(), data.train.len());
         writeln!(
             out,
-            "{}: {} · a step {} ms · a round {} · {} each way a round",
+            "{}: {} · a step {} ms{} · a round {} · {} each way a round",
             b.kind.name(),
             b.describe(),
             sig(c.step_s * 1e3),
+            if b.compute_jitter > 0.0 {
+                " without jitter"
+            } else {
+                ""
+            },
             human_duration(c.round.as_secs()),
             human_bytes(c.bytes)
         )?;

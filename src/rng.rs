@@ -49,6 +49,10 @@ pub enum Purpose {
     Availability = 15,
     /// Picking the client of an asynchronous dispatch.
     Dispatch = 16,
+    /// Per-step compute jitter of a data-parallel worker.
+    WorkerJitter = 17,
+    /// Whether a data-parallel worker's gradient is lost in a step.
+    WorkerFailure = 18,
 }
 
 /// SplitMix64 finaliser: a bijective mixer with good avalanche behaviour.

@@ -24,7 +24,6 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use rand::RngExt;
-use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
 
 use crate::byzantine::Byzantine;
@@ -180,8 +179,7 @@ impl Experiment {
         let prof = s.system.devices.profile(s.seed, client);
         let jitter = if s.system.compute_jitter > 0.0 {
             let mut rng = stream(s.seed, Purpose::Jitter, key, client as u64);
-            let z: f64 = StandardNormal.sample(&mut rng);
-            (s.system.compute_jitter * z).exp()
+            crate::system::jitter_factor(s.system.compute_jitter, &mut rng)
         } else {
             1.0
         };

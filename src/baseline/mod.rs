@@ -20,7 +20,9 @@
 //! `steps_per_round` steps as a "round" in the ordinary `metrics.csv`
 //! columns (evaluated every `eval.every` rounds on the same test set as
 //! federated runs): `selected = completed = W` (1 for centralised),
-//! `partial = dropped = late = byzantine = 0`, `close_reason = all-done`.
+//! `partial = late = byzantine = 0`, `dropped` the round's worker-steps
+//! whose gradient was lost (0 without `failure_rate`),
+//! `close_reason = all-done`.
 //! They start from the same initial parameters as federated runs of the
 //! same seed. `[system]`, `[partition]`, `[byzantine]`, `clients_per_round`
 //! and the `[client]` schedule (`epochs`, `steps`) do not apply; there are
@@ -53,14 +55,26 @@
 //! training is the same with `W = 1` and no transfers:
 //! `T_step = b·F / (G·10⁹)`.
 //!
+//! Three opt-in keys of the parameter server refine this clock (see
+//! [`StepClock`] and the `clock` module): `server_mbps`, a server link the
+//! `W` pushes and then the `W` pulls of a step share max-min fairly
+//! ([`shared_link_finish`]); `compute_jitter`, a log-normal factor per
+//! worker and step on `b·F / (G_w·10⁹)` (then a round lasts the sum of its
+//! steps); and `failure_rate`, the probability that a worker's gradient of a
+//! step is lost — the server averages those that arrived
+//! ([`DataParallel::step_with`]), on an unchanged clock. Unset, the clock is
+//! the formula above, float for float.
+//!
 //! **Determinism**: the workers' gradients are computed in parallel, each
 //! one sequentially in fixed 256-row blocks ([`crate::client::client_gradient`]),
 //! and averaged in worker order in f64, so results do not depend on the
 //! thread count.
 
+mod clock;
 mod pooled;
 mod run;
 
+pub use clock::{StepClock, StepPhases, shared_link_finish, step_phases};
 pub use pooled::PooledBatches;
 pub use run::{DataParallel, RoundCost, round_cost, run, step_time};
 
@@ -100,6 +114,18 @@ pub struct DataParallelSpec {
     /// Minibatch size per worker ≥ 1 (default `client.batch_size`); capped
     /// at the number of training samples.
     pub batch_size: usize,
+    /// The server's own link in Mbit/s, shared by the `W` pushes and the
+    /// `W` pulls of a step ([`step_phases`]); `None` (the default) is an
+    /// unlimited server link. Always `None` for centralised training.
+    pub server_mbps: Option<f64>,
+    /// σ ≥ 0 of the log-normal factor (median 1) each worker's compute time
+    /// is multiplied by in each step, drawn from the stream
+    /// `(seed, WorkerJitter, step, worker)` (default 0: none).
+    pub compute_jitter: f64,
+    /// Probability in [0, 1) that a worker's gradient is lost in a step,
+    /// drawn from the stream `(seed, WorkerFailure, step, worker)`
+    /// (default 0).
+    pub failure_rate: f64,
     /// Distributions the workers' device profiles are drawn from (worker
     /// `w` from the stream `(seed, Workers, w)`). Centralised: the given
     /// compute rate, infinitely fast links and no latency (unused).
@@ -114,6 +140,9 @@ impl DataParallelSpec {
             workers: 1,
             steps_per_round,
             batch_size,
+            server_mbps: None,
+            compute_jitter: 0.0,
+            failure_rate: 0.0,
             devices: DeviceModel {
                 gflops: Dist::Fixed(gflops),
                 down_mbps: Dist::Fixed(f64::INFINITY),
@@ -123,7 +152,8 @@ impl DataParallelSpec {
         }
     }
 
-    /// One line for summaries, e.g. `2 workers × batch 30, 100 steps a round`.
+    /// One line for summaries, e.g. `2 workers × batch 30, 100 steps a round`,
+    /// followed by the server link, jitter and failure rate when set.
     pub fn describe(&self) -> String {
         let workers = match self.kind {
             BaselineKind::ParameterServer => format!(
@@ -133,10 +163,20 @@ impl DataParallelSpec {
             ),
             BaselineKind::Centralised => "one device, ".into(),
         };
-        format!(
+        let mut text = format!(
             "{workers}batch {}, {} steps a round",
             self.batch_size, self.steps_per_round
-        )
+        );
+        if let Some(s) = self.server_mbps {
+            text += &format!(", server link {s} Mbit/s");
+        }
+        if self.compute_jitter > 0.0 {
+            text += &format!(", compute jitter σ = {}", self.compute_jitter);
+        }
+        if self.failure_rate > 0.0 {
+            text += &format!(", failure rate {}", self.failure_rate);
+        }
+        text
     }
 
     /// Whether workers and server exchange gradients and parameters (the

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use super::{DataParallelSpec, PooledBatches};
+use super::{DataParallelSpec, PooledBatches, StepClock, step_phases};
 use crate::client::{LocalConfig, full_gradient_into};
 use crate::data::Dataset;
 use crate::engine::SimTime;
@@ -31,19 +31,12 @@ pub fn step_time(
     communicate: bool,
 ) -> f64 {
     let flops = batch as f64 * flops_per_sample;
-    let push = profiles
-        .iter()
-        .map(|p| p.compute_s(flops) + if communicate { p.upload_s(bytes) } else { 0.0 })
-        .fold(0.0, f64::max);
-    let pull = if communicate {
-        profiles
-            .iter()
-            .map(|p| p.download_s(bytes))
-            .fold(0.0, f64::max)
+    let compute: Vec<f64> = profiles.iter().map(|p| p.compute_s(flops)).collect();
+    if communicate {
+        step_phases(profiles, &compute, bytes, None).total()
     } else {
-        0.0
-    };
-    push + pull
+        compute.into_iter().fold(0.0, f64::max)
+    }
 }
 
 /// The virtual cost of one reported round of a baseline.
@@ -61,30 +54,25 @@ pub struct RoundCost {
 
 /// What a round of `spec` costs for `model` on `n` training samples, with
 /// the workers' device profiles drawn from `seed` (worker `w` from the
-/// stream `(seed, Workers, w)`).
+/// stream `(seed, Workers, w)`) — without compute jitter, which makes
+/// steps differ (see [`StepClock`]).
 pub fn round_cost(spec: &DataParallelSpec, seed: u64, model: &dyn Model, n: usize) -> RoundCost {
-    let profiles: Vec<DeviceProfile> = (0..spec.workers)
-        .map(|w| {
-            spec.devices
-                .draw(&mut stream(seed, Purpose::Workers, w as u64, 0))
-        })
-        .collect();
     let batch = spec.batch_size.min(n);
     let model_bytes = model.num_params() as u64 * 4;
-    let communicate = spec.communicates();
-    let step_s = step_time(
-        &profiles,
+    let clock = StepClock::new(
+        spec,
+        seed,
         batch,
         model.train_flops_per_sample(),
         model_bytes,
-        communicate,
     );
+    let step_s = clock.base_step_s();
     let steps = spec.steps_per_round;
     RoundCost {
         batch,
         step_s,
         round: SimTime::from_secs(step_s * steps as f64),
-        bytes: if communicate {
+        bytes: if spec.communicates() {
             model_bytes * (steps * spec.workers) as u64
         } else {
             0
@@ -170,8 +158,30 @@ impl<'a> DataParallel<'a> {
     /// momentum `x ← x − η g`). Returns the mean over workers of their
     /// minibatch cross-entropy at the parameters before the step.
     pub fn step(&mut self) -> f64 {
+        let all = vec![true; self.workers];
+        self.step_with(&all)
+            .expect("a step with every gradient is never skipped")
+    }
+
+    /// One step in which only the workers `w` with `arrived[w]` deliver
+    /// their gradient: the step's `W·b` samples are dealt out as in
+    /// [`DataParallel::step`], the lost gradients are not computed, and the
+    /// server averages the `k` that arrived (in worker order, in f64) and
+    /// applies the SGD step. Returns the mean minibatch cross-entropy of
+    /// those `k` workers, or `None` when none arrived: then the step is
+    /// skipped (parameters and momentum stay as they are; its samples are
+    /// used up).
+    ///
+    /// # Panics
+    /// If `arrived` does not have one entry per worker.
+    pub fn step_with(&mut self, arrived: &[bool]) -> Option<f64> {
         let (b, w) = (self.batch, self.workers);
+        assert_eq!(arrived.len(), w, "one arrival flag per worker");
         self.batches.next_into(w * b, &mut self.rows);
+        let k = arrived.iter().filter(|a| **a).count();
+        if k == 0 {
+            return None;
+        }
         let (model, data, params, rows) = (self.model, self.data, &self.params, &self.rows);
         self.grads
             .par_iter_mut()
@@ -179,12 +189,28 @@ impl<'a> DataParallel<'a> {
             .zip(self.scratches.par_iter_mut())
             .enumerate()
             .for_each(|(k, ((g, l), sc))| {
-                *l =
-                    full_gradient_into(model, data, &rows[k * b..(k + 1) * b], params, None, g, sc);
+                if arrived[k] {
+                    *l = full_gradient_into(
+                        model,
+                        data,
+                        &rows[k * b..(k + 1) * b],
+                        params,
+                        None,
+                        g,
+                        sc,
+                    );
+                }
             });
+        let got: Vec<&[f32]> = self
+            .grads
+            .iter()
+            .zip(arrived)
+            .filter(|(_, a)| **a)
+            .map(|(g, _)| g.as_slice())
+            .collect();
         for (j, m) in self.mean.iter_mut().enumerate() {
-            let sum: f64 = self.grads.iter().map(|g| f64::from(g[j])).sum();
-            *m = (sum / w as f64) as f32;
+            let sum: f64 = got.iter().map(|g| f64::from(g[j])).sum();
+            *m = (sum / k as f64) as f32;
         }
         let (lr, mu, wd) = (self.lr, self.momentum, self.weight_decay);
         if mu != 0.0 {
@@ -202,7 +228,14 @@ impl<'a> DataParallel<'a> {
                 *x -= lr * (g + wd * *x);
             }
         }
-        self.losses.iter().sum::<f64>() / w as f64
+        let loss: f64 = self
+            .losses
+            .iter()
+            .zip(arrived)
+            .filter(|(_, a)| **a)
+            .map(|(l, _)| *l)
+            .sum();
+        Some(loss / k as f64)
     }
 }
 
@@ -231,8 +264,16 @@ pub fn run(
     );
     let cost = round_cost(spec, s.seed, model, train.len());
     debug_assert_eq!(cost.batch, dp.batch());
+    let clock = StepClock::new(
+        spec,
+        s.seed,
+        dp.batch(),
+        model.train_flops_per_sample(),
+        model.num_params() as u64 * 4,
+    );
     let steps = spec.steps_per_round;
-    let (round_time, round_bytes) = (cost.round, cost.bytes);
+    let round_bytes = cost.bytes;
+    let mut arrived = vec![true; spec.workers];
     let mut timing = Timing {
         setup_s,
         threads: rayon::current_num_threads(),
@@ -244,19 +285,41 @@ pub fn run(
     let mut diverged = false;
     for round in 1..=s.rounds {
         let t_train = Instant::now();
-        let mut loss = 0.0;
-        for _ in 0..steps {
-            loss += dp.step();
+        let (mut loss, mut stepped, mut lost, mut secs) = (0.0, 0usize, 0usize, 0.0);
+        for i in 0..steps {
+            // Steps are numbered from 0 over the whole run.
+            let k = ((round - 1) * steps + i) as u64;
+            for (w, a) in arrived.iter_mut().enumerate() {
+                *a = !clock.fails(k, w);
+            }
+            lost += arrived.iter().filter(|a| !**a).count();
+            if let Some(l) = dp.step_with(&arrived) {
+                loss += l;
+                stepped += 1;
+            }
+            if clock.varies() {
+                secs += clock.step_s(k);
+            }
         }
-        let train_loss = loss / steps as f64;
+        // The mean over the steps that were taken; none if every step of
+        // the round lost every gradient.
+        let train_loss = (stepped > 0).then(|| loss / stepped as f64);
         timing.train_s += t_train.elapsed().as_secs_f64();
         timing.client_rounds += spec.workers as u64;
         timing.train_flops +=
-            (steps * spec.workers * dp.batch()) as f64 * model.train_flops_per_sample();
+            ((steps * spec.workers - lost) * dp.batch()) as f64 * model.train_flops_per_sample();
+        // Without jitter every step lasts the same: the round is priced at
+        // once (exactly as `fedsim inspect` shows it).
+        let round_time = if clock.varies() {
+            SimTime::from_secs(secs)
+        } else {
+            cost.round
+        };
         now = now + round_time;
         cum_down += round_bytes;
         cum_up += round_bytes;
-        let bad = !train_loss.is_finite() || dp.params().iter().any(|v| !v.is_finite());
+        let bad = train_loss.is_some_and(|l| !l.is_finite())
+            || dp.params().iter().any(|v| !v.is_finite());
         if round % s.eval.every == 0 || round == s.rounds || bad {
             let t_eval = Instant::now();
             let (test_loss, test_accuracy) = evaluate(model, dp.params(), exp.eval_set());
@@ -266,11 +329,12 @@ pub fn run(
                 virtual_time_s: now.as_secs(),
                 test_accuracy,
                 test_loss,
-                train_loss: Some(train_loss),
+                train_loss,
                 selected: spec.workers,
                 completed: spec.workers,
                 partial: 0,
-                dropped: 0,
+                // Worker-steps whose gradient was lost (`failure_rate`).
+                dropped: lost,
                 late: 0,
                 bytes_down: round_bytes,
                 bytes_up: round_bytes,
@@ -474,6 +538,76 @@ mod tests {
             })
         };
         assert_eq!(train(1), train(3));
+    }
+
+    #[test]
+    fn lost_gradients_are_left_out_of_the_average() {
+        let d = data(400, 5, 3, 11);
+        let m = Mlp::new(5, &[6], 3);
+        let p0 = m.init_params(&mut Rng::seed_from_u64(12));
+        let opt = LocalConfig {
+            lr: 0.2,
+            momentum: 0.9,
+            ..LocalConfig::default()
+        };
+        let bits = |dp: &DataParallel| dp.params().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        // Every gradient arriving is the ordinary step, bit for bit.
+        let mut a = DataParallel::new(&m, &d, 3, 20, &opt, 5, p0.clone());
+        let mut b = DataParallel::new(&m, &d, 3, 20, &opt, 5, p0.clone());
+        for _ in 0..5 {
+            assert_eq!(
+                a.step().to_bits(),
+                b.step_with(&[true; 3]).unwrap().to_bits()
+            );
+        }
+        assert_eq!(bits(&a), bits(&b));
+        // Workers 1 and 2 lost: the step is worker 0's gradient alone, on
+        // the first 20 samples of the pass — one centralised step of batch 20.
+        let mut ps = DataParallel::new(&m, &d, 3, 20, &opt, 5, p0.clone());
+        let mut one = DataParallel::new(&m, &d, 1, 20, &opt, 5, p0.clone());
+        let l = ps.step_with(&[true, false, false]).unwrap();
+        assert_eq!(l.to_bits(), one.step().to_bits());
+        assert_eq!(bits(&ps), bits(&one));
+        // Worker 1 lost: the mean of workers 0 and 2 only, which differs
+        // from the full step.
+        let mut full = DataParallel::new(&m, &d, 3, 20, &opt, 5, p0.clone());
+        let mut part = DataParallel::new(&m, &d, 3, 20, &opt, 5, p0.clone());
+        full.step();
+        part.step_with(&[true, false, true]).unwrap();
+        let diff: f32 = full
+            .params()
+            .iter()
+            .zip(part.params())
+            .map(|(a, b)| (a - b).abs())
+            .sum();
+        assert!(diff > 1e-4, "{diff}");
+        // By hand: x − η (g0 + g2) / 2 (momentum starts at 0, no decay).
+        let mut want = p0.clone();
+        let (mut g0, mut g2) = (vec![0.0; p0.len()], vec![0.0; p0.len()]);
+        let mut rows = Vec::new();
+        PooledBatches::new(5, d.len()).next_into(60, &mut rows);
+        let mut sc = Scratch::new();
+        full_gradient_into(&m, &d, &rows[..20], &p0, None, &mut g0, &mut sc);
+        full_gradient_into(&m, &d, &rows[40..], &p0, None, &mut g2, &mut sc);
+        for ((x, a), b) in want.iter_mut().zip(&g0).zip(&g2) {
+            *x -= 0.2 * ((f64::from(*a) + f64::from(*b)) / 2.0) as f32;
+        }
+        close(part.params(), &want, "mean of the gradients that arrived");
+        // None arrived: the step is skipped (no update, momentum kept), but
+        // its samples are used up.
+        let before = bits(&part);
+        assert_eq!(part.step_with(&[false; 3]), None);
+        assert_eq!(bits(&part), before);
+        // The same run without the skipped step takes other samples next.
+        let mut no_skip = DataParallel::new(&m, &d, 3, 20, &opt, 5, p0.clone());
+        no_skip.step_with(&[true, false, true]).unwrap();
+        assert_eq!(bits(&no_skip), before);
+        let (x, y) = (part.step(), no_skip.step());
+        assert_ne!(
+            x.to_bits(),
+            y.to_bits(),
+            "the skipped step's samples were reused"
+        );
     }
 
     fn profile(gflops: f64, up: f64, down: f64, latency_ms: f64) -> DeviceProfile {

@@ -1214,11 +1214,28 @@ fn validate_strategy(
             ] {
                 dist.validate().map_err(|m| c.invalid(&key(k), m))?;
             }
+            let server_mbps = match ps.server_mbps {
+                Some(v) if !(v.is_finite() && v > 0.0) => {
+                    return Err(c.invalid(
+                        &key("server_mbps"),
+                        format!(
+                            "must be a positive, finite bandwidth in Mbit/s (got {v}); \
+                             leave it out for an unlimited server link"
+                        ),
+                    ));
+                }
+                v => v,
+            };
+            let compute_jitter = c.non_negative(&key("compute_jitter"), ps.compute_jitter)?;
+            let failure_rate = c.probability(&key("failure_rate"), ps.failure_rate, true)?;
             StrategySpec::ParameterServer(DataParallelSpec {
                 kind: BaselineKind::ParameterServer,
                 workers,
                 steps_per_round,
                 batch_size,
+                server_mbps,
+                compute_jitter,
+                failure_rate,
                 devices: DeviceModel {
                     gflops: d.gflops.clone(),
                     down_mbps: d.down_mbps.clone(),
@@ -1715,6 +1732,39 @@ mod tests {
         assert_eq!(ps.devices.gflops, crate::system::Dist::Fixed(100.0));
         assert_eq!(ps.devices.up_mbps, crate::system::Dist::Fixed(10_000.0));
         assert_eq!(ps.devices.latency_ms, crate::system::Dist::Fixed(0.1));
+        // The clock extensions are off by default.
+        assert_eq!(
+            (ps.server_mbps, ps.compute_jitter, ps.failure_rate),
+            (None, 0.0, 0.0)
+        );
+        assert!(!s.resolved_toml().contains("server_mbps"));
+        let e = strategy(
+            "parameter-server",
+            &["strategy.parameter-server.server_mbps=-5"],
+        )
+        .unwrap_err();
+        assert!(e.contains("-5") && e.contains("unlimited"), "{e}");
+        let StrategySpec::ParameterServer(ps) = strategy(
+            "parameter-server",
+            &[
+                "strategy.parameter-server.server_mbps=250",
+                "strategy.parameter-server.compute_jitter=0.3",
+                "strategy.parameter-server.failure_rate=0.05",
+            ],
+        )
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (ps.server_mbps, ps.compute_jitter, ps.failure_rate),
+            (Some(250.0), 0.3, 0.05)
+        );
+        assert!(
+            ps.describe()
+                .ends_with("server link 250 Mbit/s, compute jitter σ = 0.3, failure rate 0.05"),
+            "{}",
+            ps.describe()
+        );
         // The batch size default is written back.
         let text = s.resolved_toml();
         assert!(text.contains("[strategy.parameter-server]"), "{text}");
@@ -1759,6 +1809,21 @@ mod tests {
                 "parameter-server",
                 "strategy.parameter-server.device.up_mbps=-1",
                 "strategy.parameter-server.device.up_mbps",
+            ),
+            (
+                "parameter-server",
+                "strategy.parameter-server.server_mbps=0",
+                "strategy.parameter-server.server_mbps",
+            ),
+            (
+                "parameter-server",
+                "strategy.parameter-server.compute_jitter=-0.1",
+                "strategy.parameter-server.compute_jitter",
+            ),
+            (
+                "parameter-server",
+                "strategy.parameter-server.failure_rate=1",
+                "strategy.parameter-server.failure_rate",
             ),
             (
                 "centralised",

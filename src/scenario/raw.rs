@@ -564,6 +564,14 @@ pub struct RawParameterServer {
     pub steps_per_round: usize,
     /// Minibatch size per worker (default `client.batch_size`).
     pub batch_size: Option<usize>,
+    /// The server's own link in Mbit/s, shared by the `W` pushes and the
+    /// `W` pulls of a step (default: none, unlimited).
+    pub server_mbps: Option<f64>,
+    /// σ of the log-normal per-step, per-worker compute factor, median 1,
+    /// as `system.compute_jitter` (default 0: none).
+    pub compute_jitter: f64,
+    /// Probability that a worker's gradient is lost in a step (default 0).
+    pub failure_rate: f64,
     /// `[strategy.parameter-server.device]`: the workers' devices.
     pub device: RawWorkerDevice,
 }
@@ -574,6 +582,9 @@ impl Default for RawParameterServer {
             workers: 2,
             steps_per_round: 100,
             batch_size: None,
+            server_mbps: None,
+            compute_jitter: 0.0,
+            failure_rate: 0.0,
             device: RawWorkerDevice::default(),
         }
     }

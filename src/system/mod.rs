@@ -260,6 +260,15 @@ pub struct DeviceProfile {
     pub latency_s: f64,
 }
 
+/// A compute-jitter factor: `exp(σ·z)` with `z` standard normal drawn from
+/// `rng` — log-normal with median 1 and mean `exp(σ²/2)`. Used for
+/// `system.compute_jitter` (per client and round) and for the parameter
+/// server's `compute_jitter` (per worker and step); `σ = 0` gives 1 exactly.
+pub fn jitter_factor(sigma: f64, rng: &mut Rng) -> f64 {
+    let z: f64 = StandardNormal.sample(rng);
+    (sigma * z).exp()
+}
+
 impl DeviceProfile {
     /// Seconds to download `bytes`: latency + bits / bandwidth.
     pub fn download_s(&self, bytes: u64) -> f64 {

@@ -358,3 +358,140 @@ fn compare_tabulates_baselines_next_to_federated_runs() {
     assert!(!plots.join("participation-centralised-s5.png").exists());
     assert!(!plots.join("participation-parameter-server-s5.png").exists());
 }
+
+#[test]
+fn server_link_shares_pushes_and_pulls_by_hand() {
+    // CLOCK's two workers push 3360 bits each at up to 3360 bit/s and pull
+    // at up to 6720 bit/s. A server link of 3360 bit/s (0.00336 Mbit/s) is
+    // shared by both: 1680 bit/s each way per worker.
+    // Push: compute 0.01 + latency 0.02 + 3360 / 1680 = 2.03 s.
+    // Pull: 3360 / 1680 + latency 0.02 = 2.02 s. A step 4.05 s, a round of
+    // 4 steps 16.2 s; the bytes are what they were.
+    let dir = tempfile::tempdir().unwrap();
+    let sc = write(dir.path(), "clock.toml", CLOCK);
+    let ps = "strategy.kind=parameter-server";
+    let out = dir.path().join("narrow");
+    let stdout = run(
+        &sc,
+        &out,
+        &[ps, "strategy.parameter-server.server_mbps=0.00336"],
+    );
+    assert!(stdout.contains("server link 0.00336 Mbit/s"), "{stdout}");
+    let (h, rows) = read_csv(&out.join("metrics.csv"));
+    assert_eq!(column(&h, &rows, "round_duration_s"), vec![16.2; 3]);
+    assert_eq!(column(&h, &rows, "virtual_time_s"), vec![16.2, 32.4, 48.6]);
+    assert_eq!(column(&h, &rows, "bytes_up"), vec![3360.0; 3]);
+    assert_eq!(column(&h, &rows, "bytes_down"), vec![3360.0; 3]);
+    let o = fedsim()
+        .arg("inspect")
+        .arg(&sc)
+        .args(["--set", ps])
+        .args(["--set", "strategy.parameter-server.server_mbps=0.00336"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("a step 4050 ms · a round 16.20 s"), "{text}");
+    // A 20 000 bit/s server carries both pushes (2 × 3360) and both pulls
+    // (2 × 6720) at the workers' own rates: not a bottleneck, so the run
+    // is byte for byte the run without a server link (1.55 s a step).
+    let wide = dir.path().join("wide");
+    run(
+        &sc,
+        &wide,
+        &[ps, "strategy.parameter-server.server_mbps=0.02"],
+    );
+    let free = dir.path().join("free");
+    run(&sc, &free, &[ps]);
+    let (h, rows) = read_csv(&wide.join("metrics.csv"));
+    assert_eq!(column(&h, &rows, "round_duration_s"), vec![6.2; 3]);
+    assert_eq!(
+        std::fs::read(wide.join("metrics.csv")).unwrap(),
+        std::fs::read(free.join("metrics.csv")).unwrap()
+    );
+    // The training is the same whatever the link: only the clock differs.
+    assert_eq!(
+        column(&h, &rows, "test_loss"),
+        column(
+            &read_csv(&out.join("metrics.csv")).0,
+            &read_csv(&out.join("metrics.csv")).1,
+            "test_loss"
+        )
+    );
+}
+
+#[test]
+fn compute_jitter_moves_only_the_clock_and_slows_it() {
+    // CLOCK with 4 workers and compute-bound steps (fast links): jitter
+    // changes each round's duration, never the training.
+    let dir = tempfile::tempdir().unwrap();
+    let sc = write(dir.path(), "clock.toml", CLOCK);
+    let base: &[&str] = &[
+        "strategy.kind=parameter-server",
+        "strategy.parameter-server.workers=4",
+        "strategy.parameter-server.device.up_mbps=1000",
+        "strategy.parameter-server.device.down_mbps=1000",
+        "strategy.parameter-server.device.latency_ms=0.001",
+        "rounds=8",
+    ];
+    let with = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        run(&sc, &out, &args);
+        read_csv(&out.join("metrics.csv"))
+    };
+    let (h, still) = with("still", &[]);
+    let (_, jit) = with("jitter", &["strategy.parameter-server.compute_jitter=0.5"]);
+    let (_, again) = with("again", &["strategy.parameter-server.compute_jitter=0.5"]);
+    assert_eq!(jit, again, "jitter is drawn from the seed");
+    let d0 = column(&h, &still, "round_duration_s");
+    let d1 = column(&h, &jit, "round_duration_s");
+    // Without jitter a step is 0.01 s of compute + 2 × (1 + 3.36) µs of transfers.
+    assert!(d0.iter().all(|d| *d == d0[0]), "{d0:?}");
+    assert!(d1.iter().any(|d| *d != d1[0]), "{d1:?}");
+    // Each step waits for the slowest of 4 workers: the mean of the
+    // maximum of 4 log-normal factors (σ = 0.5) is 1.78 (sd 0.68, so 0.12
+    // over the run's 32 steps), far above the single factor's mean 1.13.
+    let (m0, m1) = (d0.iter().sum::<f64>() / 8.0, d1.iter().sum::<f64>() / 8.0);
+    assert!(m1 > 1.45 * m0 && m1 < 2.15 * m0, "{m0} {m1}");
+    for col in ["test_loss", "train_loss", "bytes_up", "dropped"] {
+        assert_eq!(column(&h, &still, col), column(&h, &jit, col), "{col}");
+    }
+}
+
+#[test]
+fn worker_failures_change_the_training_deterministically() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = write(dir.path(), "tiny.toml", TINY);
+    let ps = "strategy.kind=parameter-server";
+    let w = "strategy.parameter-server.workers=3";
+    let fail = "strategy.parameter-server.failure_rate=0.3";
+    let mut outputs = Vec::new();
+    for threads in ["1", "2"] {
+        let out = dir.path().join(format!("fail-{threads}"));
+        let stdout = run(&sc, &out, &[&format!("--threads={threads}"), ps, w, fail]);
+        assert!(stdout.contains("failure rate 0.3"), "{stdout}");
+        outputs.push(std::fs::read(out.join("metrics.csv")).unwrap());
+    }
+    assert_eq!(
+        outputs[0], outputs[1],
+        "failures depend on the thread count"
+    );
+    let sound = dir.path().join("sound");
+    run(&sc, &sound, &[ps, w]);
+    let (h, a) = read_csv(&dir.path().join("fail-1/metrics.csv"));
+    let (_, b) = read_csv(&sound.join("metrics.csv"));
+    // Lost gradients: about 30 % of 3 workers × 100 steps a round, reported
+    // as dropped worker-steps; none without failures.
+    let lost = column(&h, &a, "dropped");
+    assert!(lost.iter().all(|l| (50.0..130.0).contains(l)), "{lost:?}");
+    assert_eq!(column(&h, &b, "dropped"), vec![0.0; 6]);
+    // The training differs (the averages are over fewer gradients) and
+    // still learns; the clock and the bytes are those of the sound run.
+    let (la, lb) = (column(&h, &a, "test_loss"), column(&h, &b, "test_loss"));
+    assert!(la.iter().zip(&lb).all(|(x, y)| x != y), "{la:?} {lb:?}");
+    assert!(la[5] < la[0], "{la:?}");
+    for col in ["virtual_time_s", "bytes_up", "bytes_down", "completed"] {
+        assert_eq!(column(&h, &a, col), column(&h, &b, col), "{col}");
+    }
+}
