@@ -577,6 +577,13 @@ impl Trainer for LocalTrainer {
     }
 }
 
+/// The samples `job`'s local training will process: its client's planned
+/// work, capped by the job's step limit (what schedulers balance).
+pub fn job_samples(exp: &Experiment, job: &TrainJob<'_>, local: &LocalConfig) -> usize {
+    let n = exp.clients.size(job.client);
+    work_for_steps(local, n, job.max_steps.unwrap_or(usize::MAX)).samples
+}
+
 /// The order in which [`LocalTrainer`] starts `jobs`: by planned samples
 /// (the client's local work, capped by the job's step limit), largest
 /// first, ties in job order — longest-processing-time-first list
@@ -584,13 +591,7 @@ impl Trainer for LocalTrainer {
 /// (Graham, 1969) instead of 2 for an arbitrary order. Which thread trains
 /// which job never changes a result.
 pub fn dispatch_order(exp: &Experiment, jobs: &[TrainJob<'_>], local: &LocalConfig) -> Vec<usize> {
-    let samples: Vec<usize> = jobs
-        .iter()
-        .map(|j| {
-            let n = exp.clients.size(j.client);
-            work_for_steps(local, n, j.max_steps.unwrap_or(usize::MAX)).samples
-        })
-        .collect();
+    let samples: Vec<usize> = jobs.iter().map(|j| job_samples(exp, j, local)).collect();
     let mut order: Vec<usize> = (0..jobs.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(samples[i]));
     order

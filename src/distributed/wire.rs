@@ -19,7 +19,7 @@
 //! it walks the batch in job order, takes each job's result from the rank
 //! that trained it, and checks the client id in the header.
 
-use crate::client::{LocalConfig, work_for_steps};
+use crate::client::LocalConfig;
 use crate::experiment::Experiment;
 use crate::rng::mix64;
 use crate::training::TrainJob;
@@ -258,8 +258,7 @@ pub fn assign(costs: &[u64], ranks: usize) -> Vec<usize> {
 /// The cost of a job for [`assign`]: the samples its local training will
 /// process (plus one, so jobs with no work still spread out).
 pub fn job_cost(exp: &Experiment, job: &TrainJob<'_>, local: &LocalConfig) -> u64 {
-    let n = exp.clients.size(job.client);
-    work_for_steps(local, n, job.max_steps.unwrap_or(usize::MAX)).samples as u64 + 1
+    crate::training::job_samples(exp, job, local) as u64 + 1
 }
 
 fn hash_words(h: u64, words: impl IntoIterator<Item = u64>) -> u64 {
