@@ -134,6 +134,30 @@ pub trait Model: Send + Sync {
         step.apply(params, grad, vel);
         loss
     }
+    /// [`Model::sgd_step`] on the rows `rows` of `data` (`y` holds their
+    /// labels, in the same order), read in place instead of from a gathered
+    /// copy of the batch. Returns `None`, having changed nothing, when the
+    /// model cannot do that for this batch; the caller then gathers the rows
+    /// and calls [`Model::sgd_step`]. When it returns `Some(loss)`, `loss`,
+    /// `params` and `vel` are bit-identical to what `sgd_step` gives on the
+    /// gathered batch.
+    ///
+    /// The default returns `None`.
+    #[allow(clippy::too_many_arguments)]
+    fn sgd_step_rows(
+        &self,
+        params: &mut [f32],
+        data: ArrayView2<f32>,
+        rows: &[u32],
+        y: &[u32],
+        step: &SgdStep<'_>,
+        vel: &mut [f32],
+        grad: &mut [f32],
+        scratch: &mut Scratch,
+    ) -> Option<f32> {
+        let _ = (params, data, rows, y, step, vel, grad, scratch);
+        None
+    }
     /// Sum of per-sample cross-entropy losses and number of correct
     /// (arg-max) predictions over the batch.
     fn evaluate(
