@@ -243,10 +243,9 @@ pub fn train_local_with(
     );
     let n = indices.len();
     let plan = work_for_steps(cfg, n, max_steps.unwrap_or(usize::MAX));
-    let mut params = global.to_vec();
     if plan.steps == 0 {
         return LocalResult {
-            params,
+            params: global.to_vec(),
             steps: 0,
             samples: 0,
             train_loss: 0.0,
@@ -254,6 +253,7 @@ pub fn train_local_with(
     }
 
     if cfg.full_gradient {
+        let mut params = global.to_vec();
         let mut grad = vec![0.0f32; p];
         let loss = full_gradient_into(
             model,
@@ -281,6 +281,11 @@ pub fn train_local_with(
         };
     }
 
+    // Filled by the first step, which reads the global model in place
+    // (`Model::sgd_step_rows` with `from`), or by a copy when the model
+    // cannot.
+    let mut params = vec![0.0f32; p];
+    let mut started = false;
     let d = data.dim();
     let bmax = cfg.batch_size.min(n);
     let mut xb = scratch.take(XB, bmax * d);
@@ -317,6 +322,7 @@ pub fn train_local_with(
         let g = &mut grad[..p];
         let in_place = model.sgd_step_rows(
             &mut params,
+            (!started).then_some(global),
             data.x.view(),
             &rows,
             &yb,
@@ -328,11 +334,15 @@ pub fn train_local_with(
         let loss = match in_place {
             Some(loss) => loss,
             None => {
+                if !started {
+                    params.copy_from_slice(global);
+                }
                 gather_rows(&data.x, &rows, &mut xb);
                 let xv = ArrayView2::from_shape((b, d), &xb[..b * d]).expect("batch shape");
                 model.sgd_step(&mut params, xv, &yb, &step, &mut vel[..], g, scratch)
             }
         };
+        started = true;
         loss_sum += f64::from(loss);
         samples += b;
     }

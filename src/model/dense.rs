@@ -399,7 +399,7 @@ impl Dense {
             Some(flat) if rows > 0 && rows <= SMALL_ROWS && small_gemm::available() => {
                 self.check(params, &x, y);
                 let x = Rows::dense(flat, rows, x.ncols());
-                self.sgd_step_small(params, x, y, step, vel, scratch)
+                self.sgd_step_small(params, None, x, y, step, vel, scratch)
             }
             _ => {
                 let loss = self.loss_grad(params, x, y, grad, scratch);
@@ -412,7 +412,8 @@ impl Dense {
     /// [`Dense::sgd_step`] on the rows `idx` of `data` (see
     /// [`Model::sgd_step_rows`](super::Model::sgd_step_rows)): read in
     /// place with up to [`SMALL_ROWS`] rows when the kernels can run and
-    /// `data` is contiguous, else `None` without touching anything.
+    /// `data` is contiguous, else `None` without touching anything. With
+    /// `from`, the step starts from `from` rather than `params`.
     ///
     /// # Panics
     /// If the shapes disagree or an index is out of range.
@@ -420,6 +421,7 @@ impl Dense {
     pub(crate) fn sgd_step_rows(
         &self,
         params: &mut [f32],
+        from: Option<&[f32]>,
         data: ArrayView2<f32>,
         idx: &[u32],
         y: &[u32],
@@ -436,14 +438,21 @@ impl Dense {
         assert_eq!(data.ncols(), self.dims[0], "input feature dimension");
         assert_eq!(rows, y.len(), "one label per row");
         let x = Rows::gather(flat, data.ncols(), idx);
-        Some(self.sgd_step_small(params, x, y, step, vel, scratch))
+        Some(self.sgd_step_small(params, from, x, y, step, vel, scratch))
     }
 
     /// The fused step of [`Dense::sgd_step`] for `1..=SMALL_ROWS` rows,
     /// shapes checked, kernels available.
+    ///
+    /// With `from`, the step starts from the parameters `from` instead of
+    /// `params`, whose contents are ignored and overwritten (every
+    /// parameter is written): the same bits as copying `from` into `params`
+    /// first, without that copy.
+    #[allow(clippy::too_many_arguments)]
     fn sgd_step_small(
         &self,
         params: &mut [f32],
+        from: Option<&[f32]>,
         x: Rows<'_>,
         y: &[u32],
         step: &SgdStep<'_>,
@@ -470,7 +479,10 @@ impl Dense {
         let block = &mut b2[..];
         let (gb, gt) = b3.split_at_mut(widest);
 
-        self.forward(params, Input::Rows(x), acts);
+        if let Some(f) = from {
+            assert_eq!(f.len(), self.num_params, "source parameter vector length");
+        }
+        self.forward(from.unwrap_or(params), Input::Rows(x), acts);
         let loss = Self::softmax_delta(&mut acts[acts_len - rows * c..], c, y);
 
         let plain = step.is_plain();
@@ -491,7 +503,8 @@ impl Dense {
                         *v = if r < rows { g[r * dout + j] } else { 0.0 };
                     }
                 }
-                let ok = small_gemm::a_bt(gt, &params[w_off..b_off], tt, rp, din, dout);
+                let w = &from.unwrap_or(params)[w_off..b_off];
+                let ok = small_gemm::a_bt(gt, w, tt, rp, din, dout);
                 debug_assert!(ok, "kernels checked available");
             }
             let a_in = if l == 1 {
@@ -501,7 +514,11 @@ impl Dense {
             };
             let w = &mut params[w_off..b_off];
             if plain {
-                let ok = small_gemm::at_b(a_in, g, w, dout, 0, din, Epilogue::Sgd(step.lr));
+                let e = match from {
+                    Some(f) => Epilogue::SgdFrom(step.lr, &f[w_off..b_off]),
+                    None => Epilogue::Sgd(step.lr),
+                };
+                let ok = small_gemm::at_b(a_in, g, w, dout, 0, din, e);
                 debug_assert!(ok, "kernels checked available");
             } else {
                 let mut i0 = 0;
@@ -510,18 +527,21 @@ impl Dense {
                     let gblk = &mut block[..m * dout];
                     let ok = small_gemm::at_b(a_in, g, gblk, dout, i0, m, Epilogue::Store);
                     debug_assert!(ok, "kernels checked available");
-                    step.apply_at(
-                        w_off + i0 * dout,
-                        &mut w[i0 * dout..(i0 + m) * dout],
-                        gblk,
-                        vel,
-                    );
+                    let (off, w) = (w_off + i0 * dout, &mut w[i0 * dout..(i0 + m) * dout]);
+                    match from {
+                        Some(f) => step.apply_at_from(off, &f[off..off + m * dout], w, gblk, vel),
+                        None => step.apply_at(off, w, gblk, vel),
+                    }
                     i0 += m;
                 }
             }
             let gb = &mut gb[..dout];
             Self::column_sums(g, dout, gb);
-            step.apply_at(b_off, &mut params[b_off..b_off + dout], gb, vel);
+            let b = &mut params[b_off..b_off + dout];
+            match from {
+                Some(f) => step.apply_at_from(b_off, &f[b_off..b_off + dout], b, gb, vel),
+                None => step.apply_at(b_off, b, gb, vel),
+            }
             if l > 1 {
                 // ReLU derivative into the previous layer's slot, reading
                 // the transposed delta (as `relu_back`, without a branch).
@@ -780,7 +800,8 @@ mod tests {
 
     /// Reading the batch through its row indices (`sgd_step_rows`) gives
     /// the bits of `sgd_step` on a gathered copy (loss, parameters,
-    /// velocity), for every combination of optimiser terms, row counts
+    /// velocity), also when starting from parameters held in another
+    /// vector, for every combination of optimiser terms, row counts
     /// 1..=9 and the fused path's limit, odd widths, unsorted and repeated
     /// indices; past the limit, or with no rows, it declines and changes
     /// nothing.
@@ -848,6 +869,7 @@ mod tests {
                     let lb = net
                         .sgd_step_rows(
                             &mut wb,
+                            None,
                             data.view(),
                             &idx,
                             &y,
@@ -861,6 +883,23 @@ mod tests {
                     assert_eq!(bits(&wa), bits(&wb), "params, {what}");
                     assert_eq!(bits(&va), bits(&vb), "velocity, {what}");
                     assert_ne!(bits(&wb), bits(&w0), "nothing moved, {what}");
+                    // Starting from `w0` held elsewhere, into a dirty vector.
+                    let (mut wc, mut vc) = (vec![f32::NAN; p], v0.clone());
+                    let lc = net
+                        .sgd_step_rows(
+                            &mut wc,
+                            Some(&w0),
+                            data.view(),
+                            &idx,
+                            &y,
+                            &step,
+                            &mut vc,
+                            &mut Scratch::new(),
+                        )
+                        .expect("read in place");
+                    assert_eq!(la.to_bits(), lc.to_bits(), "loss from w0, {what}");
+                    assert_eq!(bits(&wa), bits(&wc), "params from w0, {what}");
+                    assert_eq!(bits(&va), bits(&vc), "velocity from w0, {what}");
                 }
             }
             let step = SgdStep {
@@ -877,6 +916,7 @@ mod tests {
                 let (mut w, mut vel) = (w0.clone(), v0.clone());
                 let r = net.sgd_step_rows(
                     &mut w,
+                    Some(&global),
                     data.view(),
                     &idx,
                     &y,

@@ -95,6 +95,7 @@ impl Model for Mlp {
     fn sgd_step_rows(
         &self,
         params: &mut [f32],
+        from: Option<&[f32]>,
         data: ArrayView2<f32>,
         rows: &[u32],
         y: &[u32],
@@ -104,7 +105,7 @@ impl Model for Mlp {
         scratch: &mut Scratch,
     ) -> Option<f32> {
         self.net
-            .sgd_step_rows(params, data, rows, y, step, vel, scratch)
+            .sgd_step_rows(params, from, data, rows, y, step, vel, scratch)
     }
     fn evaluate(
         &self,

@@ -127,12 +127,16 @@ pub(crate) fn add_product(a: Rows<'_>, w: &[f32], z: &mut [f32], n: usize) -> bo
 
 /// What [`at_b`] does with each computed element `g` of `Aᵀ·G`.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum Epilogue {
+pub(crate) enum Epilogue<'a> {
     /// `out = g`.
     Store,
     /// `out = out − lr·g` (the multiply and the subtraction rounded
     /// separately, as `w - lr * g` in Rust): a plain SGD step on `out`.
     Sgd(f32),
+    /// `out = from − lr·g`, `from` laid out as `out` (`m × n`): the plain
+    /// SGD step from parameters held elsewhere (the contents of `out` are
+    /// ignored).
+    SgdFrom(f32, &'a [f32]),
 }
 
 /// Rows `i0..i0 + m` of `Aᵀ · G` (`din × n`), where `a` is `rows × din` and
@@ -153,12 +157,15 @@ pub(crate) fn at_b(
     n: usize,
     i0: usize,
     m: usize,
-    epilogue: Epilogue,
+    epilogue: Epilogue<'_>,
 ) -> bool {
     let (rows, din) = (a.rows, a.cols);
     assert!(rows <= KC, "at_b: {rows} rows would be split into k blocks");
     assert!(i0 + m <= din && g.len() >= rows * n);
     assert!(out.len() >= m * n);
+    if let Epilogue::SgdFrom(_, from) = epilogue {
+        assert!(from.len() >= m * n, "at_b: source parameters too short");
+    }
     if !available() {
         return false;
     }
@@ -549,35 +556,44 @@ mod x86 {
         n: usize,
         i0: usize,
         m: usize,
-        epilogue: Epilogue,
+        epilogue: Epilogue<'_>,
     ) {
         let (gp, op) = (g.as_ptr(), out.as_mut_ptr());
         row_tiles!(m, max_rows(n), |r, R| {
             // SAFETY: output rows r..r+R < m, A columns i0+r..i0+r+R < din,
-            // all rows < `rows` of A and G (checked by the caller).
+            // all rows < `rows` of A and G, and `from` as long as `out`
+            // (checked by the caller).
             unsafe {
                 let x = ColsOf {
                     src: a,
                     col: i0 + r,
                 };
+                let o = op.add(r * n);
                 match epilogue {
-                    Epilogue::Store => at_b_rows::<R, false, _>(x, gp, op.add(r * n), rows, n, 0.0),
-                    Epilogue::Sgd(lr) => at_b_rows::<R, true, _>(x, gp, op.add(r * n), rows, n, lr),
+                    Epilogue::Store => at_b_rows::<R, false, _>(x, gp, o, o, rows, n, 0.0),
+                    Epilogue::Sgd(lr) => at_b_rows::<R, true, _>(x, gp, o, o, rows, n, lr),
+                    Epilogue::SgdFrom(lr, from) => {
+                        let f = from.as_ptr().add(r * n);
+                        at_b_rows::<R, true, _>(x, gp, f, o, rows, n, lr)
+                    }
                 }
             }
         });
     }
 
     /// `R` rows of `Aᵀ·G` starting at column `x.col` of `A`, written to `o`
-    /// (row stride `n`): stored, or with `SGD` applied as `o = o − lr·g`.
+    /// (row stride `n`): stored, or with `SGD` applied as `o = f − lr·g`
+    /// (`f` laid out as `o`, and may be `o`).
     ///
     /// # Safety
     /// As [`at_b`] for the sub-block the pointers start.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     unsafe fn at_b_rows<const R: usize, const SGD: bool, S: RowSrc>(
         x: ColsOf<S>,
         g: *const f32,
+        f: *const f32,
         o: *mut f32,
         rows: usize,
         n: usize,
@@ -593,7 +609,8 @@ mod x86 {
                         let m = MASKED && v == V - 1;
                         let c = o.add(i * n + j + 8 * v);
                         let val = if SGD {
-                            _mm256_sub_ps(load(c, m, mask), _mm256_mul_ps(lrv, *acc))
+                            let w = load(f.add(i * n + j + 8 * v), m, mask);
+                            _mm256_sub_ps(w, _mm256_mul_ps(lrv, *acc))
                         } else {
                             *acc
                         };
@@ -774,7 +791,8 @@ mod tests {
     /// `at_b` against `general_mat_mul(1, Aᵀ, G, 0, ·)` bit for bit, for
     /// every row count 1..=9 and more, widths around the vector widths and
     /// row ranges that start and end off the tile boundaries; the SGD
-    /// epilogue against `w - lr * g` on the GEMM's gradient.
+    /// epilogues (in place and from a separate source) against
+    /// `w - lr * g` on the GEMM's gradient.
     #[test]
     fn at_b_matches_matrixmultiply_bitwise() {
         let mut rng = Rng::seed_from_u64(9);
@@ -831,6 +849,11 @@ mod tests {
                     .map(|(w, g)| w - lr * g)
                     .collect();
                 assert_eq!(bits(&w), bits(&want), "sgd {rows}×{din}, n {n}");
+                let from = &w0[i0 * n..(i0 + m) * n];
+                let mut o = vec![f32::NAN; m * n];
+                let e = Epilogue::SgdFrom(lr, from);
+                assert!(at_b(Rows::dense(&a, rows, din), &g, &mut o, n, i0, m, e));
+                assert_eq!(bits(&o), bits(&want), "sgd from {rows}×{din}, n {n}");
             }
         }
     }
