@@ -30,6 +30,12 @@
 /// the `MATMUL_SGEMM_KC` variable set).
 pub(crate) const KC: usize = 256;
 
+/// Rows of a gathered [`Rows`] whose start pointers the kernels resolve at
+/// once, into a table on the stack, before their loops (a minibatch of
+/// `dense::SMALL_ROWS`): the inner loops then read a row's start from the
+/// table instead of forming it from its index.
+const PTR_TABLE: usize = 64;
+
 /// True when the kernels can run on this CPU (x86-64 with AVX2 and FMA).
 pub(crate) fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -119,7 +125,15 @@ pub(crate) fn add_product(a: Rows<'_>, w: &[f32], z: &mut [f32], n: usize) -> bo
     unsafe {
         match a.idx {
             None => x86::add_product(x86::Strided::of(&a), w, z, rows, k, n),
-            Some(idx) => x86::add_product(x86::Indexed::of(&a, idx), w, z, rows, k, n),
+            // Rows are independent: a table of row pointers per chunk.
+            Some(idx) => {
+                let mut table = [std::ptr::null(); PTR_TABLE];
+                for (c, idx) in idx.chunks(PTR_TABLE).enumerate() {
+                    let src = x86::Ptrs::of(&a, idx, &mut table);
+                    let z = &mut z[c * PTR_TABLE * n..];
+                    x86::add_product(src, w, z, idx.len(), k, n);
+                }
+            }
         }
     };
     true
@@ -175,7 +189,16 @@ pub(crate) fn at_b(
     unsafe {
         match a.idx {
             None => x86::at_b(x86::Strided::of(&a), g, out, rows, n, i0, m, epilogue),
-            Some(idx) => x86::at_b(x86::Indexed::of(&a, idx), g, out, rows, n, i0, m, epilogue),
+            Some(idx) if idx.len() <= PTR_TABLE => {
+                let mut table = [std::ptr::null(); PTR_TABLE];
+                let src = x86::Ptrs::of(&a, idx, &mut table);
+                x86::at_b(src, g, out, rows, n, i0, m, epilogue)
+            }
+            Some(idx) => {
+                let mut table = vec![std::ptr::null(); idx.len()];
+                let src = x86::Ptrs::of(&a, idx, &mut table);
+                x86::at_b(src, g, out, rows, n, i0, m, epilogue)
+            }
         }
     };
     true
@@ -225,11 +248,20 @@ mod x86 {
 
     /// Where the rows of a kernel's left operand start.
     pub(super) trait RowSrc: Copy {
+        /// Rows `r..r + R` from column `kb` on, as a tile's left operand.
+        type Tile<const R: usize>: TileSrc;
+
         /// Pointer to the first element of row `r`.
         ///
         /// # Safety
         /// `r` must be less than the operand's row count.
         unsafe fn row(self, r: usize) -> *const f32;
+
+        /// The tile source for rows `r..r + R`, columns `kb..`.
+        ///
+        /// # Safety
+        /// Rows `r..r + R` must exist.
+        unsafe fn tile<const R: usize>(self, r: usize, kb: usize) -> Self::Tile<R>;
     }
 
     /// Contiguous rows, `stride` floats apart.
@@ -250,45 +282,88 @@ mod x86 {
     }
 
     impl RowSrc for Strided {
+        type Tile<const R: usize> = StridedTile;
+
         #[inline(always)]
         unsafe fn row(self, r: usize) -> *const f32 {
             // SAFETY: r < rows, and rows·cols floats lie inside the data
             // (`Rows::dense` checked).
             unsafe { self.base.add(r * self.stride) }
         }
-    }
 
-    /// Rows `idx[r]` of a row-major matrix, `stride` floats a row.
-    #[derive(Clone, Copy)]
-    pub(super) struct Indexed {
-        base: *const f32,
-        idx: *const u32,
-        stride: usize,
-    }
-
-    impl Indexed {
-        /// The rows of a gathered [`Rows`] (its indices `idx`).
-        pub(super) fn of(a: &Rows<'_>, idx: &[u32]) -> Self {
-            Self {
-                base: a.data.as_ptr(),
-                idx: idx.as_ptr(),
-                stride: a.cols,
+        #[inline(always)]
+        unsafe fn tile<const R: usize>(self, r: usize, kb: usize) -> StridedTile {
+            StridedTile {
+                // SAFETY: as `row`.
+                x: unsafe { self.row(r).add(kb) },
+                stride: self.stride,
             }
         }
     }
 
-    impl RowSrc for Indexed {
+    /// Rows `stride` floats apart from `x` (for `A · W` on a contiguous
+    /// `A`): element `(i, kk)` is `x[i·stride + kk]`.
+    #[derive(Clone, Copy)]
+    pub(super) struct StridedTile {
+        x: *const f32,
+        stride: usize,
+    }
+
+    impl TileSrc for StridedTile {
+        #[inline(always)]
+        unsafe fn at(self, i: usize, kk: usize) -> *const f32 {
+            // SAFETY: inside the tile, by the caller's contract.
+            unsafe { self.x.add(i * self.stride + kk) }
+        }
+    }
+
+    /// Rows through a table of their start pointers, resolved once per
+    /// kernel call.
+    #[derive(Clone, Copy)]
+    pub(super) struct Ptrs {
+        table: *const *const f32,
+    }
+
+    impl Ptrs {
+        /// Fills `table[..idx.len()]` with the starts of the rows `idx` of
+        /// the gathered `a`; the result reads them from `table`, which must
+        /// outlive its use.
+        ///
+        /// # Panics
+        /// If `table` is shorter than `idx`.
+        pub(super) fn of(a: &Rows<'_>, idx: &[u32], table: &mut [*const f32]) -> Self {
+            assert!(table.len() >= idx.len(), "row pointer table too short");
+            let base = a.data.as_ptr();
+            for (t, &r) in table.iter_mut().zip(idx) {
+                // SAFETY: every index names a row inside the data
+                // (`Rows::gather` checked).
+                *t = unsafe { base.add(r as usize * a.cols) };
+            }
+            Self {
+                table: table.as_ptr(),
+            }
+        }
+    }
+
+    impl RowSrc for Ptrs {
+        type Tile<const R: usize> = RowPtrs<R>;
+
         #[inline(always)]
         unsafe fn row(self, r: usize) -> *const f32 {
-            // SAFETY: r < rows = idx.len(), and every index names a row
-            // inside the data (`Rows::gather` checked).
-            unsafe { self.base.add(*self.idx.add(r) as usize * self.stride) }
+            // SAFETY: r < rows, whose pointers the table holds.
+            unsafe { *self.table.add(r) }
+        }
+
+        #[inline(always)]
+        unsafe fn tile<const R: usize>(self, r: usize, kb: usize) -> RowPtrs<R> {
+            // SAFETY: rows r..r+R exist, by the caller's contract.
+            RowPtrs(std::array::from_fn(|i| unsafe { self.row(r + i).add(kb) }))
         }
     }
 
     /// Element `(i, kk)` of the left operand of a tile's product (`i` the
     /// tile row, `kk` the position along the chain).
-    trait TileSrc: Copy {
+    pub(super) trait TileSrc: Copy {
         /// # Safety
         /// `i` and `kk` must be inside the tile the source was made for.
         unsafe fn at(self, i: usize, kk: usize) -> *const f32;
@@ -296,7 +371,7 @@ mod x86 {
 
     /// `R` rows of `A` (for `A · W`): element `(i, kk)` is `rows[i][kk]`.
     #[derive(Clone, Copy)]
-    struct RowPtrs<const R: usize>([*const f32; R]);
+    pub(super) struct RowPtrs<const R: usize>([*const f32; R]);
 
     impl<const R: usize> TileSrc for RowPtrs<R> {
         #[inline(always)]
@@ -505,8 +580,8 @@ mod x86 {
                 // each tile lie inside the operands (checked by the
                 // caller); masked lanes are not accessed.
                 unsafe {
-                    let x = RowPtrs::<R>(std::array::from_fn(|i| a.row(r + i).add(kb)));
-                    add_rows::<R>(x, wp.add(kb * n), zp.add(r * n), ke - kb, n)
+                    let x = a.tile::<R>(r, kb);
+                    add_rows::<R, _>(x, wp.add(kb * n), zp.add(r * n), ke - kb, n)
                 };
             });
             kb = ke;
@@ -519,8 +594,8 @@ mod x86 {
     /// As [`add_product`] for the sub-blocks the pointers start.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    unsafe fn add_rows<const R: usize>(
-        x: RowPtrs<R>,
+    unsafe fn add_rows<const R: usize, X: TileSrc>(
+        x: X,
         y: *const f32,
         z: *mut f32,
         kn: usize,
@@ -569,13 +644,16 @@ mod x86 {
                     col: i0 + r,
                 };
                 let o = op.add(r * n);
-                match epilogue {
-                    Epilogue::Store => at_b_rows::<R, false, _>(x, gp, o, o, rows, n, 0.0),
-                    Epilogue::Sgd(lr) => at_b_rows::<R, true, _>(x, gp, o, o, rows, n, lr),
-                    Epilogue::SgdFrom(lr, from) => {
-                        let f = from.as_ptr().add(r * n);
-                        at_b_rows::<R, true, _>(x, gp, f, o, rows, n, lr)
-                    }
+                // One call of each instance, so that it is inlined.
+                let (sgd, f, lr) = match epilogue {
+                    Epilogue::Store => (false, o.cast_const(), 0.0),
+                    Epilogue::Sgd(lr) => (true, o.cast_const(), lr),
+                    Epilogue::SgdFrom(lr, from) => (true, from.as_ptr().add(r * n), lr),
+                };
+                if sgd {
+                    at_b_rows::<R, true, _>(x, gp, f, o, rows, n, lr)
+                } else {
+                    at_b_rows::<R, false, _>(x, gp, f, o, rows, n, lr)
                 }
             }
         });
@@ -899,12 +977,15 @@ mod tests {
     /// Reading the rows through their indices gives the same bits as
     /// reading a gathered copy, in both kernels and both epilogues: row
     /// counts 1..=13 and around the tile heights, widths with every lane
-    /// tail, odd inner dimensions (one beyond a `k` block too), indices
-    /// unsorted and repeated.
+    /// tail, odd inner dimensions (one beyond a `k` block too), more rows
+    /// than a pointer table, indices unsorted and repeated.
     #[test]
     fn gathered_rows_match_a_gathered_copy_bitwise() {
         let mut rng = Rng::seed_from_u64(14);
+        // More rows than a pointer table holds: `add_product` in chunks,
+        // `at_b` with a table on the heap.
         let mut shapes = vec![(20, 784, 10), (6, 784, 200), (10, 60, 64), (7, 257, 9)];
+        shapes.extend([(70, 33, 17), (130, 9, 10), (64, 20, 23), (65, 20, 23)]);
         for rows in 1..=13 {
             for n in [1, 5, 8, 10, 17, 23, 33] {
                 shapes.push((rows, 3 + 2 * rows, n));
