@@ -14,8 +14,7 @@
 //! back-propagating through a weight matrix (in [`Dense::sgd_step`]: its
 //! transpose, rows padded to a multiple of 8); [`Dense::sgd_step`] also uses
 //! buffer 2 (a block of weight-gradient rows) and buffer 3 (a bias gradient
-//! and a transposed delta), and [`Dense::sgd_step_rows`] buffer 4 (the
-//! gathered rows, with hidden layers). Once grown, minibatches of up to [`SMALL_ROWS`]
+//! and a transposed delta). Once grown, minibatches of up to [`SMALL_ROWS`]
 //! rows allocate nothing; larger ones go through the GEMM, which allocates
 //! its own packing buffers.
 //!
@@ -44,14 +43,6 @@ const SMALL_ROWS: usize = 64;
 /// Rows of a weight matrix whose gradient [`Dense::sgd_step`] holds at once
 /// when the step is not a plain one (`STEP_BLOCK × d_l` floats, in L1).
 const STEP_BLOCK: usize = 12;
-
-/// Scratch buffer into which [`Dense::sgd_step_rows`] gathers the rows for
-/// a model with hidden layers (rows × input width): the MLPs' kernels run
-/// faster on a contiguous copy than on the rows in place (`train_step`
-/// bench, MLP 784-200-10 with 6 rows: about 5 % less time per client with
-/// the copy), while softmax regression (no hidden layer) is faster reading
-/// them in place (about 6 %).
-const GATHER_BUF: usize = 4;
 
 /// A batch's input rows: an array view (any layout, any row count), or
 /// rows read in place by the [`small_gemm`] kernels (at most [`SMALL_ROWS`]
@@ -422,8 +413,6 @@ impl Dense {
     /// [`Model::sgd_step_rows`](super::Model::sgd_step_rows)): read in
     /// place with up to [`SMALL_ROWS`] rows when the kernels can run and
     /// `data` is contiguous, else `None` without touching anything. With
-    /// hidden layers the rows are gathered into a scratch buffer first
-    /// (faster for those models, see [`GATHER_BUF`]). With
     /// `from`, the step starts from `from` rather than `params`.
     ///
     /// # Panics
@@ -448,21 +437,6 @@ impl Dense {
         assert_eq!(params.len(), self.num_params, "parameter vector length");
         assert_eq!(data.ncols(), self.dims[0], "input feature dimension");
         assert_eq!(rows, y.len(), "one label per row");
-        if self.layers() > 1 {
-            // With a hidden layer, the kernels run faster on a contiguous
-            // copy of the rows than on the rows in place (measured: see
-            // `GATHER_BUF`); the copy is a small part of the step.
-            let d = data.ncols();
-            let mut buf = scratch.take(GATHER_BUF, rows * d);
-            buf.clear();
-            for &r in idx {
-                buf.extend_from_slice(&flat[r as usize * d..(r as usize + 1) * d]);
-            }
-            let x = Rows::dense(&buf, rows, d);
-            let loss = self.sgd_step_small(params, from, x, y, step, vel, scratch);
-            scratch.restore(GATHER_BUF, buf);
-            return Some(loss);
-        }
         let x = Rows::gather(flat, data.ncols(), idx);
         Some(self.sgd_step_small(params, from, x, y, step, vel, scratch))
     }

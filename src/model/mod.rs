@@ -63,7 +63,7 @@ impl Scratch {
 
     /// Number of buffer indices reserved for models (`0..MODEL_BUFS`).
     /// Callers use indices `MODEL_BUFS..` for their own buffers.
-    pub const MODEL_BUFS: usize = 5;
+    pub const MODEL_BUFS: usize = 4;
 
     /// Moves buffer `i` (resized to at least `len` elements, contents
     /// unspecified) out of the scratch, so it can be used while the scratch is
