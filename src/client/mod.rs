@@ -1,8 +1,9 @@
 //! Local training on a client: minibatch SGD on the client's shard.
 //!
-//! A client's data is a list of row indices into a shared [`Dataset`]; each
-//! minibatch's rows are gathered into a contiguous scratch buffer, so the hot
-//! loop does not allocate. The optimiser is SGD with optional heavy-ball
+//! A client's data is a list of row indices into a shared [`Dataset`]; the
+//! model reads each minibatch's rows in place through their indices
+//! ([`Model::sgd_step_rows`]) where it can, else they are gathered into a
+//! contiguous scratch buffer; either way the hot loop does not allocate. The optimiser is SGD with optional heavy-ball
 //! momentum (PyTorch convention), L2 weight decay and the FedProx proximal
 //! term (Li et al., "Federated Optimization in Heterogeneous Networks",
 //! MLSys 2020): the client minimises
@@ -242,10 +243,9 @@ pub fn train_local_with(
     );
     let n = indices.len();
     let plan = work_for_steps(cfg, n, max_steps.unwrap_or(usize::MAX));
-    let mut params = global.to_vec();
     if plan.steps == 0 {
         return LocalResult {
-            params,
+            params: global.to_vec(),
             steps: 0,
             samples: 0,
             train_loss: 0.0,
@@ -253,6 +253,7 @@ pub fn train_local_with(
     }
 
     if cfg.full_gradient {
+        let mut params = global.to_vec();
         let mut grad = vec![0.0f32; p];
         let loss = full_gradient_into(
             model,
@@ -280,6 +281,11 @@ pub fn train_local_with(
         };
     }
 
+    // Filled by the first step, which reads the global model in place
+    // (`Model::sgd_step_rows` with `from`), or by a copy when the model
+    // cannot.
+    let mut params = vec![0.0f32; p];
+    let mut started = false;
     let d = data.dim();
     let bmax = cfg.batch_size.min(n);
     let mut xb = scratch.take(XB, bmax * d);
@@ -308,15 +314,35 @@ pub fn train_local_with(
     for _ in 0..plan.steps {
         batches.next_into(rng, &mut rows);
         let b = rows.len();
-        gather_rows(&data.x, &rows, &mut xb);
         yb.clear();
         match extras.label_map {
             Some(map) => yb.extend(rows.iter().map(|&r| map[data.y[r as usize] as usize])),
             None => yb.extend(rows.iter().map(|&r| data.y[r as usize])),
         }
-        let xv = ArrayView2::from_shape((b, d), &xb[..b * d]).expect("batch shape");
         let g = &mut grad[..p];
-        let loss = model.sgd_step(&mut params, xv, &yb, &step, &mut vel[..], g, scratch);
+        let in_place = model.sgd_step_rows(
+            &mut params,
+            (!started).then_some(global),
+            data.x.view(),
+            &rows,
+            &yb,
+            &step,
+            &mut vel[..],
+            g,
+            scratch,
+        );
+        let loss = match in_place {
+            Some(loss) => loss,
+            None => {
+                if !started {
+                    params.copy_from_slice(global);
+                }
+                gather_rows(&data.x, &rows, &mut xb);
+                let xv = ArrayView2::from_shape((b, d), &xb[..b * d]).expect("batch shape");
+                model.sgd_step(&mut params, xv, &yb, &step, &mut vel[..], g, scratch)
+            }
+        };
+        started = true;
         loss_sum += f64::from(loss);
         samples += b;
     }
@@ -1097,6 +1123,68 @@ mod tests {
         // And the flipped model is bad on the true labels.
         let (_, acc) = accuracy(&m, &a.params, &data);
         assert!(acc < 0.3, "accuracy on true labels {acc}");
+    }
+
+    /// Reading minibatches in place (standard-layout features) trains to the
+    /// same bits as gathering them (the same features stored column-major,
+    /// which the models cannot read in place): softmax and MLP, plain steps
+    /// and every optimiser term, batches with a ragged last one, and a batch
+    /// larger than the in-place limit.
+    #[test]
+    fn rows_read_in_place_train_like_gathered_rows() {
+        use ndarray::ShapeBuilder;
+        let mut rng = Rng::seed_from_u64(41);
+        let data = separable(&mut rng, 300, 23, 7);
+        let mut xt = Array2::zeros((300, 23).f());
+        xt.assign(&data.x);
+        let cm = dataset(xt, data.y.clone(), 7);
+        assert!(cm.x.as_slice().is_none());
+        let idx: Vec<u32> = (0..300).filter(|i| i % 7 != 3).rev().collect();
+        let models: [Box<dyn Model>; 2] = [
+            Box::new(SoftmaxRegression::new(23, 7)),
+            Box::new(Mlp::new(23, &[19], 7)),
+        ];
+        for m in &models {
+            let p0 = m.init_params(&mut rng);
+            let corr = vec![0.003f32; m.num_params()];
+            for (batch_size, full) in [(10, false), (13, true), (70, false)] {
+                let cfg = LocalConfig {
+                    epochs: 2,
+                    batch_size,
+                    lr: 0.05,
+                    momentum: if full { 0.9 } else { 0.0 },
+                    weight_decay: if full { 1e-3 } else { 0.0 },
+                    prox_mu: if full { 0.1 } else { 0.0 },
+                    ..LocalConfig::default()
+                };
+                let extras = LocalExtras {
+                    correction: full.then_some(&corr[..]),
+                    label_map: None,
+                };
+                let run = |d: &Dataset| {
+                    let mut r = Rng::seed_from_u64(5);
+                    let mut s = Scratch::new();
+                    train_local_with(
+                        m.as_ref(),
+                        d,
+                        &idx,
+                        &p0,
+                        &cfg,
+                        None,
+                        &mut r,
+                        &mut s,
+                        &extras,
+                    )
+                };
+                let (a, b) = (run(&data), run(&cm));
+                let bits =
+                    |r: &LocalResult| r.params.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                let what = format!("{}, batch {batch_size}", m.describe());
+                assert_eq!(bits(&a), bits(&b), "{what}");
+                assert_eq!(a.train_loss.to_bits(), b.train_loss.to_bits(), "{what}");
+                assert_ne!(bits(&a), p0.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+            }
+        }
     }
 
     #[test]

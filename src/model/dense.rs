@@ -23,7 +23,7 @@
 //! reproduce its FMA chains), so results are bit-identical across runs and
 //! threads, and the same whichever of the two computes a product.
 
-use super::small_gemm::{self, Epilogue};
+use super::small_gemm::{self, Epilogue, Rows};
 use super::{Scratch, SgdStep};
 use crate::rng::Rng;
 use ndarray::linalg::general_mat_mul;
@@ -43,6 +43,24 @@ const SMALL_ROWS: usize = 64;
 /// Rows of a weight matrix whose gradient [`Dense::sgd_step`] holds at once
 /// when the step is not a plain one (`STEP_BLOCK × d_l` floats, in L1).
 const STEP_BLOCK: usize = 12;
+
+/// A batch's input rows: an array view (any layout, any row count), or
+/// rows read in place by the [`small_gemm`] kernels (at most [`SMALL_ROWS`]
+/// of them, kernels available).
+#[derive(Debug, Clone, Copy)]
+enum Input<'a> {
+    View(ArrayView2<'a, f32>),
+    Rows(Rows<'a>),
+}
+
+impl Input<'_> {
+    fn nrows(&self) -> usize {
+        match self {
+            Input::View(v) => v.nrows(),
+            Input::Rows(r) => r.rows(),
+        }
+    }
+}
 
 /// A fully connected ReLU network with a softmax cross-entropy head.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,7 +195,11 @@ impl Dense {
 
     /// Forward pass over `x`: writes every layer's output into `acts`
     /// (layer `l` at [`Dense::act_off`]); the last layer holds logits.
-    fn forward(&self, params: &[f32], x: ArrayView2<f32>, acts: &mut [f32]) {
+    ///
+    /// # Panics
+    /// If `x` is [`Input::Rows`] and the kernels cannot run on this CPU or
+    /// there are more than [`SMALL_ROWS`] rows.
+    fn forward(&self, params: &[f32], x: Input<'_>, acts: &mut [f32]) {
         let rows = x.nrows();
         let last = self.layers();
         for l in 1..=last {
@@ -193,22 +215,31 @@ impl Dense {
                 row.copy_from_slice(bias);
             }
             let wflat = &params[w_off..b_off];
-            let a_in: Option<&[f32]> = if l == 1 {
-                x.as_slice()
-            } else {
-                let p_off = self.act_off(rows, l - 1);
-                Some(&before[p_off..p_off + rows * din])
+            let a_in: Option<Rows> = match x {
+                _ if l > 1 => {
+                    let p_off = self.act_off(rows, l - 1);
+                    Some(Rows::dense(&before[p_off..p_off + rows * din], rows, din))
+                }
+                Input::View(v) => v.to_slice().map(|a| Rows::dense(a, rows, din)),
+                Input::Rows(r) => Some(r),
             };
             let done = rows <= SMALL_ROWS
-                && a_in.is_some_and(|a| small_gemm::add_product(a, wflat, out, rows, din, dout));
+                && a_in.is_some_and(|a| small_gemm::add_product(a, wflat, out, dout));
             if !done {
                 let mut z = ArrayViewMut2::from_shape((rows, dout), &mut *out).expect("Z shape");
-                match a_in {
-                    Some(a) => {
+                match (l, x) {
+                    (1, Input::View(x)) => general_mat_mul(1.0, &x, &w, 1.0, &mut z),
+                    (1, Input::Rows(_)) => {
+                        panic!(
+                            "rows read in place need the small kernels and at most {SMALL_ROWS} rows"
+                        )
+                    }
+                    _ => {
+                        let p_off = self.act_off(rows, l - 1);
+                        let a = &before[p_off..p_off + rows * din];
                         let av = ArrayView2::from_shape((rows, din), a).expect("A shape");
                         general_mat_mul(1.0, &av, &w, 1.0, &mut z);
                     }
-                    None => general_mat_mul(1.0, &x, &w, 1.0, &mut z),
                 }
             }
             if l < last {
@@ -245,7 +276,7 @@ impl Dense {
         let acts = &mut b0[0][..acts_len];
         let tmp = &mut b1[0][..tmp_len];
 
-        self.forward(params, x, acts);
+        self.forward(params, Input::View(x), acts);
 
         let loss = Self::softmax_delta(&mut acts[acts_len - rows * c..], c, y);
 
@@ -364,14 +395,71 @@ impl Dense {
         scratch: &mut Scratch,
     ) -> f32 {
         let rows = x.nrows();
-        let x_flat = x.as_slice();
-        if rows == 0 || rows > SMALL_ROWS || x_flat.is_none() || !small_gemm::available() {
-            let loss = self.loss_grad(params, x, y, grad, scratch);
-            step.apply(params, grad, vel);
-            return loss;
+        match x.as_slice() {
+            Some(flat) if rows > 0 && rows <= SMALL_ROWS && small_gemm::available() => {
+                self.check(params, &x, y);
+                let x = Rows::dense(flat, rows, x.ncols());
+                self.sgd_step_small(params, None, x, y, step, vel, scratch)
+            }
+            _ => {
+                let loss = self.loss_grad(params, x, y, grad, scratch);
+                step.apply(params, grad, vel);
+                loss
+            }
         }
-        self.check(params, &x, y);
-        let x_flat = x_flat.expect("checked above");
+    }
+
+    /// [`Dense::sgd_step`] on the rows `idx` of `data` (see
+    /// [`Model::sgd_step_rows`](super::Model::sgd_step_rows)): read in
+    /// place with up to [`SMALL_ROWS`] rows when the kernels can run and
+    /// `data` is contiguous, else `None` without touching anything. With
+    /// `from`, the step starts from `from` rather than `params`.
+    ///
+    /// # Panics
+    /// If the shapes disagree or an index is out of range.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn sgd_step_rows(
+        &self,
+        params: &mut [f32],
+        from: Option<&[f32]>,
+        data: ArrayView2<f32>,
+        idx: &[u32],
+        y: &[u32],
+        step: &SgdStep<'_>,
+        vel: &mut [f32],
+        scratch: &mut Scratch,
+    ) -> Option<f32> {
+        let rows = idx.len();
+        let flat = data.as_slice()?;
+        if rows == 0 || rows > SMALL_ROWS || !small_gemm::available() {
+            return None;
+        }
+        assert_eq!(params.len(), self.num_params, "parameter vector length");
+        assert_eq!(data.ncols(), self.dims[0], "input feature dimension");
+        assert_eq!(rows, y.len(), "one label per row");
+        let x = Rows::gather(flat, data.ncols(), idx);
+        Some(self.sgd_step_small(params, from, x, y, step, vel, scratch))
+    }
+
+    /// The fused step of [`Dense::sgd_step`] for `1..=SMALL_ROWS` rows,
+    /// shapes checked, kernels available.
+    ///
+    /// With `from`, the step starts from the parameters `from` instead of
+    /// `params`, whose contents are ignored and overwritten (every
+    /// parameter is written): the same bits as copying `from` into `params`
+    /// first, without that copy.
+    #[allow(clippy::too_many_arguments)]
+    fn sgd_step_small(
+        &self,
+        params: &mut [f32],
+        from: Option<&[f32]>,
+        x: Rows<'_>,
+        y: &[u32],
+        step: &SgdStep<'_>,
+        vel: &mut [f32],
+        scratch: &mut Scratch,
+    ) -> f32 {
+        let rows = x.rows();
         let c = self.num_classes();
         let acts_len = rows * self.acts_per_row();
         // Rows padded to whole vectors: the input deltas are computed
@@ -391,7 +479,10 @@ impl Dense {
         let block = &mut b2[..];
         let (gb, gt) = b3.split_at_mut(widest);
 
-        self.forward(params, x, acts);
+        if let Some(f) = from {
+            assert_eq!(f.len(), self.num_params, "source parameter vector length");
+        }
+        self.forward(from.unwrap_or(params), Input::Rows(x), acts);
         let loss = Self::softmax_delta(&mut acts[acts_len - rows * c..], c, y);
 
         let plain = step.is_plain();
@@ -412,39 +503,45 @@ impl Dense {
                         *v = if r < rows { g[r * dout + j] } else { 0.0 };
                     }
                 }
-                let ok = small_gemm::a_bt(gt, &params[w_off..b_off], tt, rp, din, dout);
+                let w = &from.unwrap_or(params)[w_off..b_off];
+                let ok = small_gemm::a_bt(gt, w, tt, rp, din, dout);
                 debug_assert!(ok, "kernels checked available");
             }
-            let a_in: &[f32] = if l == 1 {
-                x_flat
+            let a_in = if l == 1 {
+                x
             } else {
-                &before[p_off..p_off + rows * din]
+                Rows::dense(&before[p_off..p_off + rows * din], rows, din)
             };
             let w = &mut params[w_off..b_off];
             if plain {
-                let ok =
-                    small_gemm::at_b(a_in, g, w, rows, din, dout, 0, din, Epilogue::Sgd(step.lr));
+                let e = match from {
+                    Some(f) => Epilogue::SgdFrom(step.lr, &f[w_off..b_off]),
+                    None => Epilogue::Sgd(step.lr),
+                };
+                let ok = small_gemm::at_b(a_in, g, w, dout, 0, din, e);
                 debug_assert!(ok, "kernels checked available");
             } else {
                 let mut i0 = 0;
                 while i0 < din {
                     let m = STEP_BLOCK.min(din - i0);
                     let gblk = &mut block[..m * dout];
-                    let ok =
-                        small_gemm::at_b(a_in, g, gblk, rows, din, dout, i0, m, Epilogue::Store);
+                    let ok = small_gemm::at_b(a_in, g, gblk, dout, i0, m, Epilogue::Store);
                     debug_assert!(ok, "kernels checked available");
-                    step.apply_at(
-                        w_off + i0 * dout,
-                        &mut w[i0 * dout..(i0 + m) * dout],
-                        gblk,
-                        vel,
-                    );
+                    let (off, w) = (w_off + i0 * dout, &mut w[i0 * dout..(i0 + m) * dout]);
+                    match from {
+                        Some(f) => step.apply_at_from(off, &f[off..off + m * dout], w, gblk, vel),
+                        None => step.apply_at(off, w, gblk, vel),
+                    }
                     i0 += m;
                 }
             }
             let gb = &mut gb[..dout];
             Self::column_sums(g, dout, gb);
-            step.apply_at(b_off, &mut params[b_off..b_off + dout], gb, vel);
+            let b = &mut params[b_off..b_off + dout];
+            match from {
+                Some(f) => step.apply_at_from(b_off, &f[b_off..b_off + dout], b, gb, vel),
+                None => step.apply_at(b_off, b, gb, vel),
+            }
             if l > 1 {
                 // ReLU derivative into the previous layer's slot, reading
                 // the transposed delta (as `relu_back`, without a branch).
@@ -481,7 +578,7 @@ impl Dense {
             let rows = end - start;
             let acts_len = rows * self.acts_per_row();
             let acts = &mut scratch.buf(0, acts_len)[..acts_len];
-            self.forward(params, x.slice(s![start..end, ..]), acts);
+            self.forward(params, Input::View(x.slice(s![start..end, ..])), acts);
             for (row, &label) in acts[acts_len - rows * c..]
                 .chunks_exact(c)
                 .zip(&y[start..end])
@@ -697,6 +794,138 @@ mod tests {
                     assert_eq!(bits(&va), bits(&vb), "velocity, {what}");
                     assert_ne!(bits(&wb), bits(&w0), "nothing moved, {what}");
                 }
+            }
+        }
+    }
+
+    /// Reading the batch through its row indices (`sgd_step_rows`) gives
+    /// the bits of `sgd_step` on a gathered copy (loss, parameters,
+    /// velocity), also when starting from parameters held in another
+    /// vector, for every combination of optimiser terms, row counts
+    /// 1..=9 and the fused path's limit, odd widths, unsorted and repeated
+    /// indices; past the limit, or with no rows, it declines and changes
+    /// nothing.
+    #[test]
+    fn sgd_step_rows_equals_sgd_step_on_gathered_rows_bitwise() {
+        if !small_gemm::available() {
+            return;
+        }
+        let mut rng = Rng::seed_from_u64(23);
+        for dims in [
+            vec![13, 5],
+            vec![13, 20, 9],
+            vec![30, 17, 24, 3],
+            vec![784, 10],
+        ] {
+            let net = Dense::new(dims.clone());
+            let p = net.num_params();
+            let total = 150;
+            let data = Array2::from_shape_fn((total, dims[0]), |_| {
+                if rng.random_bool(0.3) {
+                    0.0
+                } else {
+                    rng.random_range(-1.0f32..1.0)
+                }
+            });
+            let c = *dims.last().unwrap() as u32;
+            let labels: Vec<u32> = (0..total).map(|_| rng.random_range(0..c)).collect();
+            let mut v = |len: usize, s: f32| -> Vec<f32> {
+                (0..len)
+                    .map(|_| s * rng.random_range(-1.0f32..1.0))
+                    .collect()
+            };
+            let (w0, global, corr, v0) = (v(p, 0.5), v(p, 0.5), v(p, 0.1), v(p, 0.1));
+            let mut sizes: Vec<usize> = (1..=9).collect();
+            sizes.push(SMALL_ROWS);
+            for rows in sizes {
+                let idx: Vec<u32> = (0..rows)
+                    .map(|_| rng.random_range(0..total as u32))
+                    .collect();
+                let y: Vec<u32> = idx.iter().map(|&r| labels[r as usize]).collect();
+                let x = data.select(
+                    ndarray::Axis(0),
+                    &idx.iter().map(|&r| r as usize).collect::<Vec<_>>(),
+                );
+                for mask in [0, 1, 2, 4, 8, 15] {
+                    let step = SgdStep {
+                        lr: 0.1,
+                        weight_decay: if mask & 1 != 0 { 0.01 } else { 0.0 },
+                        prox_mu: if mask & 2 != 0 { 0.3 } else { 0.0 },
+                        momentum: if mask & 8 != 0 { 0.9 } else { 0.0 },
+                        global: &global,
+                        correction: (mask & 4 != 0).then_some(&corr[..]),
+                    };
+                    let (mut wa, mut va, mut ga) = (w0.clone(), v0.clone(), vec![0.0; p]);
+                    let la = net.sgd_step(
+                        &mut wa,
+                        x.view(),
+                        &y,
+                        &step,
+                        &mut va,
+                        &mut ga,
+                        &mut Scratch::new(),
+                    );
+                    let (mut wb, mut vb) = (w0.clone(), v0.clone());
+                    let lb = net
+                        .sgd_step_rows(
+                            &mut wb,
+                            None,
+                            data.view(),
+                            &idx,
+                            &y,
+                            &step,
+                            &mut vb,
+                            &mut Scratch::new(),
+                        )
+                        .expect("read in place");
+                    let what = format!("dims {dims:?}, rows {rows}, mask {mask}");
+                    assert_eq!(la.to_bits(), lb.to_bits(), "loss, {what}");
+                    assert_eq!(bits(&wa), bits(&wb), "params, {what}");
+                    assert_eq!(bits(&va), bits(&vb), "velocity, {what}");
+                    assert_ne!(bits(&wb), bits(&w0), "nothing moved, {what}");
+                    // Starting from `w0` held elsewhere, into a dirty vector.
+                    let (mut wc, mut vc) = (vec![f32::NAN; p], v0.clone());
+                    let lc = net
+                        .sgd_step_rows(
+                            &mut wc,
+                            Some(&w0),
+                            data.view(),
+                            &idx,
+                            &y,
+                            &step,
+                            &mut vc,
+                            &mut Scratch::new(),
+                        )
+                        .expect("read in place");
+                    assert_eq!(la.to_bits(), lc.to_bits(), "loss from w0, {what}");
+                    assert_eq!(bits(&wa), bits(&wc), "params from w0, {what}");
+                    assert_eq!(bits(&va), bits(&vc), "velocity from w0, {what}");
+                }
+            }
+            let step = SgdStep {
+                lr: 0.1,
+                weight_decay: 0.0,
+                prox_mu: 0.0,
+                momentum: 0.0,
+                global: &global,
+                correction: None,
+            };
+            for rows in [0, SMALL_ROWS + 1] {
+                let idx: Vec<u32> = (0..rows as u32).collect();
+                let y: Vec<u32> = idx.iter().map(|&r| labels[r as usize]).collect();
+                let (mut w, mut vel) = (w0.clone(), v0.clone());
+                let r = net.sgd_step_rows(
+                    &mut w,
+                    Some(&global),
+                    data.view(),
+                    &idx,
+                    &y,
+                    &step,
+                    &mut vel,
+                    &mut Scratch::new(),
+                );
+                assert!(r.is_none(), "rows {rows}");
+                assert_eq!(bits(&w), bits(&w0), "rows {rows}: parameters changed");
             }
         }
     }

@@ -92,6 +92,21 @@ impl Model for Mlp {
     ) -> f32 {
         self.net.sgd_step(params, x, y, step, vel, grad, scratch)
     }
+    fn sgd_step_rows(
+        &self,
+        params: &mut [f32],
+        from: Option<&[f32]>,
+        data: ArrayView2<f32>,
+        rows: &[u32],
+        y: &[u32],
+        step: &SgdStep<'_>,
+        vel: &mut [f32],
+        _grad: &mut [f32],
+        scratch: &mut Scratch,
+    ) -> Option<f32> {
+        self.net
+            .sgd_step_rows(params, from, data, rows, y, step, vel, scratch)
+    }
     fn evaluate(
         &self,
         params: &[f32],

@@ -134,6 +134,37 @@ pub trait Model: Send + Sync {
         step.apply(params, grad, vel);
         loss
     }
+    /// [`Model::sgd_step`] on the rows `rows` of `data` (`y` holds their
+    /// labels, in the same order), read in place instead of from a gathered
+    /// copy of the batch. Returns `None`, having changed nothing, when the
+    /// model cannot do that for this batch; the caller then gathers the rows
+    /// and calls [`Model::sgd_step`]. When it returns `Some(loss)`, `loss`,
+    /// `params` and `vel` are bit-identical to what `sgd_step` gives on the
+    /// gathered batch.
+    ///
+    /// With `from` (model length), the step starts from the parameters
+    /// `from` instead of `params`, whose contents are ignored and
+    /// overwritten: the same bits as copying `from` into `params` first
+    /// (local training's first step reads the global model without
+    /// copying it). On `None`, `params` is unchanged in that case too.
+    ///
+    /// The default returns `None`.
+    #[allow(clippy::too_many_arguments)]
+    fn sgd_step_rows(
+        &self,
+        params: &mut [f32],
+        from: Option<&[f32]>,
+        data: ArrayView2<f32>,
+        rows: &[u32],
+        y: &[u32],
+        step: &SgdStep<'_>,
+        vel: &mut [f32],
+        grad: &mut [f32],
+        scratch: &mut Scratch,
+    ) -> Option<f32> {
+        let _ = (params, from, data, rows, y, step, vel, grad, scratch);
+        None
+    }
     /// Sum of per-sample cross-entropy losses and number of correct
     /// (arg-max) predictions over the batch.
     fn evaluate(

@@ -54,7 +54,37 @@ impl SgdStep<'_> {
     /// If `grad` is shorter than `params` or a vector the step reads is
     /// shorter than `offset + params.len()`.
     pub fn apply_at(&self, offset: usize, params: &mut [f32], grad: &mut [f32], vel: &mut [f32]) {
+        self.apply_impl::<false>(offset, &[], params, grad, vel);
+    }
+
+    /// [`SgdStep::apply_at`] taking the parameters before the step from
+    /// `from` (`params.len()` long) instead of `params`, whose contents are
+    /// ignored and overwritten: the same bits as copying `from` into
+    /// `params`, then `apply_at`.
+    ///
+    /// # Panics
+    /// As [`SgdStep::apply_at`]; also if `from` is shorter than `params`.
+    pub fn apply_at_from(
+        &self,
+        offset: usize,
+        from: &[f32],
+        params: &mut [f32],
+        grad: &mut [f32],
+        vel: &mut [f32],
+    ) {
+        self.apply_impl::<true>(offset, from, params, grad, vel);
+    }
+
+    fn apply_impl<const FROM: bool>(
+        &self,
+        offset: usize,
+        from: &[f32],
+        params: &mut [f32],
+        grad: &mut [f32],
+        vel: &mut [f32],
+    ) {
         let n = params.len();
+        let from = if FROM { &from[..n] } else { &[][..] };
         let r = offset..offset + n;
         let wd = self.weight_decay != 0.0;
         let prox = self.prox_mu != 0.0;
@@ -75,8 +105,17 @@ impl SgdStep<'_> {
         macro_rules! go {
             ($wd:literal, $prox:literal, $mom:literal) => {
                 match self.correction {
-                    Some(c) => self.run::<$wd, $prox, true, $mom>(params, grad, global, &c[r], vel),
-                    None => self.run::<$wd, $prox, false, $mom>(params, grad, global, &[], vel),
+                    Some(c) => self.run::<$wd, $prox, true, $mom, FROM>(
+                        from, params, grad, global, &c[r], vel,
+                    ),
+                    None => self.run::<$wd, $prox, false, $mom, FROM>(
+                        from,
+                        params,
+                        grad,
+                        global,
+                        &[],
+                        vel,
+                    ),
                 }
             };
         }
@@ -93,8 +132,16 @@ impl SgdStep<'_> {
     }
 
     #[inline(always)]
-    fn run<const WD: bool, const PROX: bool, const CORR: bool, const MOM: bool>(
+    #[allow(clippy::too_many_arguments)]
+    fn run<
+        const WD: bool,
+        const PROX: bool,
+        const CORR: bool,
+        const MOM: bool,
+        const FROM: bool,
+    >(
         &self,
+        from: &[f32],
         params: &mut [f32],
         grad: &mut [f32],
         global: &[f32],
@@ -106,9 +153,10 @@ impl SgdStep<'_> {
         let global = if PROX { &global[..n] } else { &[][..] };
         let correction = if CORR { &correction[..n] } else { &[][..] };
         let vel = if MOM { &mut vel[..n] } else { &mut [][..] };
+        let from = if FROM { &from[..n] } else { &[][..] };
         let (lr, wd, mu, m) = (self.lr, self.weight_decay, self.prox_mu, self.momentum);
         for i in 0..n {
-            let w = params[i];
+            let w = if FROM { from[i] } else { params[i] };
             let mut g = grad[i];
             if WD {
                 g += wd * w;
@@ -143,8 +191,9 @@ mod tests {
 
     /// The fused optimiser step against the separate passes it replaced
     /// (weight decay, prox, correction, then plain or momentum SGD), bit
-    /// for bit, for every combination of terms; and applied in two parts
-    /// (`apply_at`) against applied at once.
+    /// for bit, for every combination of terms; applied in two parts
+    /// (`apply_at`) and from a separate source (`apply_at_from`) against
+    /// applied in place at once.
     #[test]
     fn fused_sgd_step_equals_separate_passes_bitwise() {
         let mut rng = Rng::seed_from_u64(77);
@@ -195,6 +244,12 @@ mod tests {
             assert_eq!(bits(&fg), bits(&g), "gradient, mask {mask}");
             assert_eq!(bits(&fv), bits(&v), "velocity, mask {mask}");
             assert_ne!(bits(&fw), bits(&w0), "the step moved nothing, mask {mask}");
+
+            let (mut qw, mut qg, mut qv) = (vec![f32::NAN; n], g0.clone(), v0.clone());
+            step.apply_at_from(0, &w0, &mut qw, &mut qg, &mut qv);
+            assert_eq!(bits(&qw), bits(&w), "parameters from w0, mask {mask}");
+            assert_eq!(bits(&qg), bits(&g), "gradient from w0, mask {mask}");
+            assert_eq!(bits(&qv), bits(&v), "velocity from w0, mask {mask}");
 
             let (mut pw, mut pg, mut pv) = (w0.clone(), g0.clone(), v0.clone());
             let (w_lo, w_hi) = pw.split_at_mut(11);

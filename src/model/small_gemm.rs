@@ -30,6 +30,12 @@
 /// the `MATMUL_SGEMM_KC` variable set).
 pub(crate) const KC: usize = 256;
 
+/// Rows of a gathered [`Rows`] whose start pointers the kernels resolve at
+/// once, into a table on the stack, before their loops (a minibatch of
+/// `dense::SMALL_ROWS`): the inner loops then read a row's start from the
+/// table instead of forming it from its index.
+const PTR_TABLE: usize = 64;
+
 /// True when the kernels can run on this CPU (x86-64 with AVX2 and FMA).
 pub(crate) fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -42,44 +48,113 @@ pub(crate) fn available() -> bool {
     }
 }
 
-/// `z (rows × n) += a (rows × k) · w (k × n)`, all row-major and contiguous.
+/// The left operand of [`add_product`] and [`at_b`], read in place: a
+/// `rows × cols` matrix that is either contiguous and row-major, or a list
+/// of rows of a larger row-major matrix (a minibatch read through its row
+/// indices, so its rows are never copied). The kernels read the same
+/// elements in the same order either way, so the results are the same bits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rows<'a> {
+    /// Row-major storage, `cols` floats a row.
+    data: &'a [f32],
+    /// Row width.
+    cols: usize,
+    /// Rows of `data` in order (`None`: rows `0..rows`).
+    idx: Option<&'a [u32]>,
+    /// Row count.
+    rows: usize,
+}
+
+impl<'a> Rows<'a> {
+    /// The first `rows` rows of the row-major `data`, `cols` wide.
+    ///
+    /// # Panics
+    /// If `data` is shorter than `rows × cols`.
+    pub(crate) fn dense(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        assert!(data.len() >= rows * cols, "Rows::dense: data too short");
+        Self {
+            data,
+            cols,
+            idx: None,
+            rows,
+        }
+    }
+
+    /// Rows `idx[0], idx[1], …` of the row-major `data` (`cols` wide, at
+    /// least 1).
+    ///
+    /// # Panics
+    /// If `cols` is 0 or an index is out of range.
+    pub(crate) fn gather(data: &'a [f32], cols: usize, idx: &'a [u32]) -> Self {
+        assert!(cols > 0, "Rows::gather: zero-width rows");
+        let have = data.len() / cols;
+        assert!(
+            idx.iter().all(|&r| (r as usize) < have),
+            "Rows::gather: row index out of range ({have} rows)"
+        );
+        Self {
+            data,
+            cols,
+            idx: Some(idx),
+            rows: idx.len(),
+        }
+    }
+
+    /// Number of rows.
+    pub(crate) fn rows(&self) -> usize {
+        self.rows
+    }
+}
+
+/// `z (rows × n) += a (rows × k) · w (k × n)`, `w` and `z` row-major and
+/// contiguous, `rows` and `k` those of `a`.
 /// Returns `false`, without touching `z`, when the CPU lacks AVX2/FMA.
 ///
 /// # Panics
 /// If a slice is shorter than its shape.
-pub(crate) fn add_product(
-    a: &[f32],
-    w: &[f32],
-    z: &mut [f32],
-    rows: usize,
-    k: usize,
-    n: usize,
-) -> bool {
-    assert!(a.len() >= rows * k && w.len() >= k * n && z.len() >= rows * n);
+pub(crate) fn add_product(a: Rows<'_>, w: &[f32], z: &mut [f32], n: usize) -> bool {
+    let (rows, k) = (a.rows, a.cols);
+    assert!(w.len() >= k * n && z.len() >= rows * n);
     if !available() {
         return false;
     }
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: the features the function is compiled for were detected, and
-    // the slices were checked to be long enough.
+    // SAFETY: the features the function is compiled for were detected, the
+    // slices were checked to be long enough, and `a`'s rows lie inside its
+    // storage (checked when it was made).
     unsafe {
-        x86::add_product(a, w, z, rows, k, n)
+        match a.idx {
+            None => x86::add_product(x86::Strided::of(&a), w, z, rows, k, n),
+            // Rows are independent: a table of row pointers per chunk.
+            Some(idx) => {
+                let mut table = [std::ptr::null(); PTR_TABLE];
+                for (c, idx) in idx.chunks(PTR_TABLE).enumerate() {
+                    let src = x86::Ptrs::of(&a, idx, &mut table);
+                    let z = &mut z[c * PTR_TABLE * n..];
+                    x86::add_product(src, w, z, idx.len(), k, n);
+                }
+            }
+        }
     };
     true
 }
 
 /// What [`at_b`] does with each computed element `g` of `Aᵀ·G`.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum Epilogue {
+pub(crate) enum Epilogue<'a> {
     /// `out = g`.
     Store,
     /// `out = out − lr·g` (the multiply and the subtraction rounded
     /// separately, as `w - lr * g` in Rust): a plain SGD step on `out`.
     Sgd(f32),
+    /// `out = from − lr·g`, `from` laid out as `out` (`m × n`): the plain
+    /// SGD step from parameters held elsewhere (the contents of `out` are
+    /// ignored).
+    SgdFrom(f32, &'a [f32]),
 }
 
 /// Rows `i0..i0 + m` of `Aᵀ · G` (`din × n`), where `a` is `rows × din` and
-/// `g` is `rows × n`, both row-major and contiguous; `out` (`m × n`,
+/// `g` is `rows × n` (row-major and contiguous); `out` (`m × n`,
 /// row-major) receives them as `epilogue` says. Each element is the chain
 /// `fma(a[r][i], g[r][j], ·)` over `r = 0..rows` from 0, as the GEMM
 /// computes `general_mat_mul(1, Aᵀ, G, 0, ·)` when `rows ≤ KC`.
@@ -90,19 +165,21 @@ pub(crate) enum Epilogue {
 /// than its shape, or `i0 + m > din`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn at_b(
-    a: &[f32],
+    a: Rows<'_>,
     g: &[f32],
     out: &mut [f32],
-    rows: usize,
-    din: usize,
     n: usize,
     i0: usize,
     m: usize,
-    epilogue: Epilogue,
+    epilogue: Epilogue<'_>,
 ) -> bool {
+    let (rows, din) = (a.rows, a.cols);
     assert!(rows <= KC, "at_b: {rows} rows would be split into k blocks");
-    assert!(i0 + m <= din && a.len() >= rows * din && g.len() >= rows * n);
+    assert!(i0 + m <= din && g.len() >= rows * n);
     assert!(out.len() >= m * n);
+    if let Epilogue::SgdFrom(_, from) = epilogue {
+        assert!(from.len() >= m * n, "at_b: source parameters too short");
+    }
     if !available() {
         return false;
     }
@@ -110,7 +187,19 @@ pub(crate) fn at_b(
     // SAFETY: as in `add_product`; the asserts bound every index the kernel
     // forms.
     unsafe {
-        x86::at_b(a, g, out, rows, din, n, i0, m, epilogue)
+        match a.idx {
+            None => x86::at_b(x86::Strided::of(&a), g, out, rows, n, i0, m, epilogue),
+            Some(idx) if idx.len() <= PTR_TABLE => {
+                let mut table = [std::ptr::null(); PTR_TABLE];
+                let src = x86::Ptrs::of(&a, idx, &mut table);
+                x86::at_b(src, g, out, rows, n, i0, m, epilogue)
+            }
+            Some(idx) => {
+                let mut table = vec![std::ptr::null(); idx.len()];
+                let src = x86::Ptrs::of(&a, idx, &mut table);
+                x86::at_b(src, g, out, rows, n, i0, m, epilogue)
+            }
+        }
     };
     true
 }
@@ -154,8 +243,159 @@ pub(crate) fn a_bt(
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Epilogue, KC};
+    use super::{Epilogue, KC, Rows};
     use std::arch::x86_64::*;
+
+    /// Where the rows of a kernel's left operand start.
+    pub(super) trait RowSrc: Copy {
+        /// Rows `r..r + R` from column `kb` on, as a tile's left operand.
+        type Tile<const R: usize>: TileSrc;
+
+        /// Pointer to the first element of row `r`.
+        ///
+        /// # Safety
+        /// `r` must be less than the operand's row count.
+        unsafe fn row(self, r: usize) -> *const f32;
+
+        /// The tile source for rows `r..r + R`, columns `kb..`.
+        ///
+        /// # Safety
+        /// Rows `r..r + R` must exist.
+        unsafe fn tile<const R: usize>(self, r: usize, kb: usize) -> Self::Tile<R>;
+    }
+
+    /// Contiguous rows, `stride` floats apart.
+    #[derive(Clone, Copy)]
+    pub(super) struct Strided {
+        base: *const f32,
+        stride: usize,
+    }
+
+    impl Strided {
+        /// The rows of a contiguous [`Rows`].
+        pub(super) fn of(a: &Rows<'_>) -> Self {
+            Self {
+                base: a.data.as_ptr(),
+                stride: a.cols,
+            }
+        }
+    }
+
+    impl RowSrc for Strided {
+        type Tile<const R: usize> = StridedTile;
+
+        #[inline(always)]
+        unsafe fn row(self, r: usize) -> *const f32 {
+            // SAFETY: r < rows, and rows·cols floats lie inside the data
+            // (`Rows::dense` checked).
+            unsafe { self.base.add(r * self.stride) }
+        }
+
+        #[inline(always)]
+        unsafe fn tile<const R: usize>(self, r: usize, kb: usize) -> StridedTile {
+            StridedTile {
+                // SAFETY: as `row`.
+                x: unsafe { self.row(r).add(kb) },
+                stride: self.stride,
+            }
+        }
+    }
+
+    /// Rows `stride` floats apart from `x` (for `A · W` on a contiguous
+    /// `A`): element `(i, kk)` is `x[i·stride + kk]`.
+    #[derive(Clone, Copy)]
+    pub(super) struct StridedTile {
+        x: *const f32,
+        stride: usize,
+    }
+
+    impl TileSrc for StridedTile {
+        #[inline(always)]
+        unsafe fn at(self, i: usize, kk: usize) -> *const f32 {
+            // SAFETY: inside the tile, by the caller's contract.
+            unsafe { self.x.add(i * self.stride + kk) }
+        }
+    }
+
+    /// Rows through a table of their start pointers, resolved once per
+    /// kernel call.
+    #[derive(Clone, Copy)]
+    pub(super) struct Ptrs {
+        table: *const *const f32,
+    }
+
+    impl Ptrs {
+        /// Fills `table[..idx.len()]` with the starts of the rows `idx` of
+        /// the gathered `a`; the result reads them from `table`, which must
+        /// outlive its use.
+        ///
+        /// # Panics
+        /// If `table` is shorter than `idx`.
+        pub(super) fn of(a: &Rows<'_>, idx: &[u32], table: &mut [*const f32]) -> Self {
+            assert!(table.len() >= idx.len(), "row pointer table too short");
+            let base = a.data.as_ptr();
+            for (t, &r) in table.iter_mut().zip(idx) {
+                // SAFETY: every index names a row inside the data
+                // (`Rows::gather` checked).
+                *t = unsafe { base.add(r as usize * a.cols) };
+            }
+            Self {
+                table: table.as_ptr(),
+            }
+        }
+    }
+
+    impl RowSrc for Ptrs {
+        type Tile<const R: usize> = RowPtrs<R>;
+
+        #[inline(always)]
+        unsafe fn row(self, r: usize) -> *const f32 {
+            // SAFETY: r < rows, whose pointers the table holds.
+            unsafe { *self.table.add(r) }
+        }
+
+        #[inline(always)]
+        unsafe fn tile<const R: usize>(self, r: usize, kb: usize) -> RowPtrs<R> {
+            // SAFETY: rows r..r+R exist, by the caller's contract.
+            RowPtrs(std::array::from_fn(|i| unsafe { self.row(r + i).add(kb) }))
+        }
+    }
+
+    /// Element `(i, kk)` of the left operand of a tile's product (`i` the
+    /// tile row, `kk` the position along the chain).
+    pub(super) trait TileSrc: Copy {
+        /// # Safety
+        /// `i` and `kk` must be inside the tile the source was made for.
+        unsafe fn at(self, i: usize, kk: usize) -> *const f32;
+    }
+
+    /// `R` rows of `A` (for `A · W`): element `(i, kk)` is `rows[i][kk]`.
+    #[derive(Clone, Copy)]
+    pub(super) struct RowPtrs<const R: usize>([*const f32; R]);
+
+    impl<const R: usize> TileSrc for RowPtrs<R> {
+        #[inline(always)]
+        unsafe fn at(self, i: usize, kk: usize) -> *const f32 {
+            // SAFETY: inside the tile, by the caller's contract.
+            unsafe { self.0[i].add(kk) }
+        }
+    }
+
+    /// Columns `col..` of `A` (for `Aᵀ · G`): element `(i, kk)` is
+    /// `A[kk][col + i]`.
+    #[derive(Clone, Copy)]
+    struct ColsOf<S> {
+        src: S,
+        col: usize,
+    }
+
+    impl<S: RowSrc> TileSrc for ColsOf<S> {
+        #[inline(always)]
+        unsafe fn at(self, i: usize, kk: usize) -> *const f32 {
+            // SAFETY: inside the tile, by the caller's contract.
+            unsafe { self.src.row(kk).add(self.col + i) }
+        }
+    }
 
     /// Rows of a register tile (12 accumulators in two-vector tiles) for
     /// rows of width `n`: 5 when the row ends in a two-vector tile under a
@@ -175,7 +415,7 @@ mod x86 {
 
     /// The inner product of a tile: for `i < R` and `V` vectors of 8
     /// columns (the last one under `mask` when `MASKED`),
-    /// `acc[i][v] = chain over kk < kn of fma(x[i·xsi + kk·xsk], y[kk·ys + 8v + lane])`
+    /// `acc[i][v] = chain over kk < kn of fma(*x.at(i, kk), y[kk·ys + 8v + lane])`
     /// starting from 0.
     ///
     /// # Safety
@@ -183,11 +423,8 @@ mod x86 {
     /// above (for unmasked lanes) must be readable.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn tile<const R: usize, const V: usize, const MASKED: bool>(
-        x: *const f32,
-        xsi: usize,
-        xsk: usize,
+    unsafe fn tile<const R: usize, const V: usize, const MASKED: bool, X: TileSrc>(
+        x: X,
         y: *const f32,
         ys: usize,
         kn: usize,
@@ -207,7 +444,7 @@ mod x86 {
             }
             for (i, acc) in acc.iter_mut().enumerate() {
                 // SAFETY: readable by the caller's contract.
-                let xv = _mm256_set1_ps(unsafe { *x.add(i * xsi + kk * xsk) });
+                let xv = _mm256_set1_ps(unsafe { *x.at(i, kk) });
                 for (a, yv) in acc.iter_mut().zip(&yv) {
                     *a = _mm256_fmadd_ps(xv, *yv, *a);
                 }
@@ -323,49 +560,42 @@ mod x86 {
     /// See [`super::add_product`].
     ///
     /// # Safety
-    /// AVX2 and FMA available; `a`, `w`, `z` at least `rows·k`, `k·n`,
-    /// `rows·n` long.
+    /// AVX2 and FMA available; `a` has `rows` rows of `k` readable floats;
+    /// `w`, `z` at least `k·n`, `rows·n` long.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn add_product(
-        a: &[f32],
+    pub(super) unsafe fn add_product<S: RowSrc>(
+        a: S,
         w: &[f32],
         z: &mut [f32],
         rows: usize,
         k: usize,
         n: usize,
     ) {
-        let (ap, wp, zp) = (a.as_ptr(), w.as_ptr(), z.as_mut_ptr());
+        let (wp, zp) = (w.as_ptr(), z.as_mut_ptr());
         let mut kb = 0;
         while kb < k {
             let ke = (kb + KC).min(k);
             row_tiles!(rows, max_rows(n), |r, R| {
                 // SAFETY: rows r..r+R, k indices kb..ke and the columns of
-                // each tile lie inside the slices (lengths checked by the
+                // each tile lie inside the operands (checked by the
                 // caller); masked lanes are not accessed.
                 unsafe {
-                    add_rows::<R>(
-                        ap.add(r * k + kb),
-                        k,
-                        wp.add(kb * n),
-                        zp.add(r * n),
-                        ke - kb,
-                        n,
-                    )
+                    let x = a.tile::<R>(r, kb);
+                    add_rows::<R, _>(x, wp.add(kb * n), zp.add(r * n), ke - kb, n)
                 };
             });
             kb = ke;
         }
     }
 
-    /// `z[i][·] += Σ_kk x[i·xsi + kk] · y[kk][·]` for `i < R`, all columns.
+    /// `z[i][·] += Σ_kk x[i][kk] · y[kk][·]` for `i < R`, all columns.
     ///
     /// # Safety
     /// As [`add_product`] for the sub-blocks the pointers start.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    unsafe fn add_rows<const R: usize>(
-        x: *const f32,
-        xsi: usize,
+    unsafe fn add_rows<const R: usize, X: TileSrc>(
+        x: X,
         y: *const f32,
         z: *mut f32,
         kn: usize,
@@ -374,7 +604,7 @@ mod x86 {
         column_tiles!(n, |j, V, MASKED, mask| {
             // SAFETY: inside the blocks described by the caller.
             unsafe {
-                let acc = tile::<R, V, MASKED>(x, xsi, 1, y.add(j), n, kn, mask);
+                let acc = tile::<R, V, MASKED, _>(x, y.add(j), n, kn, mask);
                 for (i, acc) in acc.iter().enumerate() {
                     for (v, acc) in acc.iter().enumerate() {
                         let m = MASKED && v == V - 1;
@@ -393,47 +623,55 @@ mod x86 {
     /// [`super::at_b`] hold.
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn at_b(
-        a: &[f32],
+    pub(super) unsafe fn at_b<S: RowSrc>(
+        a: S,
         g: &[f32],
         out: &mut [f32],
         rows: usize,
-        din: usize,
         n: usize,
         i0: usize,
         m: usize,
-        epilogue: Epilogue,
+        epilogue: Epilogue<'_>,
     ) {
-        let (ap, gp, op) = (a.as_ptr(), g.as_ptr(), out.as_mut_ptr());
+        let (gp, op) = (g.as_ptr(), out.as_mut_ptr());
         row_tiles!(m, max_rows(n), |r, R| {
             // SAFETY: output rows r..r+R < m, A columns i0+r..i0+r+R < din,
-            // all rows < `rows` of A and G (lengths checked by the caller).
+            // all rows < `rows` of A and G, and `from` as long as `out`
+            // (checked by the caller).
             unsafe {
-                match epilogue {
-                    Epilogue::Store => {
-                        at_b_rows::<R, false>(ap.add(i0 + r), din, gp, op.add(r * n), rows, n, 0.0)
-                    }
-                    Epilogue::Sgd(lr) => {
-                        at_b_rows::<R, true>(ap.add(i0 + r), din, gp, op.add(r * n), rows, n, lr)
-                    }
+                let x = ColsOf {
+                    src: a,
+                    col: i0 + r,
+                };
+                let o = op.add(r * n);
+                // One call of each instance, so that it is inlined.
+                let (sgd, f, lr) = match epilogue {
+                    Epilogue::Store => (false, o.cast_const(), 0.0),
+                    Epilogue::Sgd(lr) => (true, o.cast_const(), lr),
+                    Epilogue::SgdFrom(lr, from) => (true, from.as_ptr().add(r * n), lr),
+                };
+                if sgd {
+                    at_b_rows::<R, true, _>(x, gp, f, o, rows, n, lr)
+                } else {
+                    at_b_rows::<R, false, _>(x, gp, f, o, rows, n, lr)
                 }
             }
         });
     }
 
-    /// `R` rows of `Aᵀ·G` starting at column pointer `x` of `A` (row stride
-    /// `din`), written to `o` (row stride `n`): stored, or with `SGD`
-    /// applied as `o = o − lr·g`.
+    /// `R` rows of `Aᵀ·G` starting at column `x.col` of `A`, written to `o`
+    /// (row stride `n`): stored, or with `SGD` applied as `o = f − lr·g`
+    /// (`f` laid out as `o`, and may be `o`).
     ///
     /// # Safety
     /// As [`at_b`] for the sub-block the pointers start.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn at_b_rows<const R: usize, const SGD: bool>(
-        x: *const f32,
-        din: usize,
+    unsafe fn at_b_rows<const R: usize, const SGD: bool, S: RowSrc>(
+        x: ColsOf<S>,
         g: *const f32,
+        f: *const f32,
         o: *mut f32,
         rows: usize,
         n: usize,
@@ -443,13 +681,14 @@ mod x86 {
         column_tiles!(n, |j, V, MASKED, mask| {
             // SAFETY: inside the blocks described by the caller.
             unsafe {
-                let acc = tile::<R, V, MASKED>(x, 1, din, g.add(j), n, rows, mask);
+                let acc = tile::<R, V, MASKED, _>(x, g.add(j), n, rows, mask);
                 for (i, acc) in acc.iter().enumerate() {
                     for (v, acc) in acc.iter().enumerate() {
                         let m = MASKED && v == V - 1;
                         let c = o.add(i * n + j + 8 * v);
                         let val = if SGD {
-                            _mm256_sub_ps(load(c, m, mask), _mm256_mul_ps(lrv, *acc))
+                            let w = load(f.add(i * n + j + 8 * v), m, mask);
+                            _mm256_sub_ps(w, _mm256_mul_ps(lrv, *acc))
                         } else {
                             *acc
                         };
@@ -585,7 +824,7 @@ mod tests {
                 random(&mut rng, rows * n),
             );
             let mut z = z0.clone();
-            if !add_product(&a, &w, &mut z, rows, k, n) {
+            if !add_product(Rows::dense(&a, rows, k), &w, &mut z, n) {
                 return; // no AVX2/FMA: the GEMM is used instead
             }
             let mut r = z0.clone();
@@ -609,7 +848,7 @@ mod tests {
             random(&mut rng, rows * n),
         );
         let mut z = z0.clone();
-        if !add_product(&a, &w, &mut z, rows, k, n) {
+        if !add_product(Rows::dense(&a, rows, k), &w, &mut z, n) {
             return;
         }
         let mut r = z0;
@@ -630,7 +869,8 @@ mod tests {
     /// `at_b` against `general_mat_mul(1, Aᵀ, G, 0, ·)` bit for bit, for
     /// every row count 1..=9 and more, widths around the vector widths and
     /// row ranges that start and end off the tile boundaries; the SGD
-    /// epilogue against `w - lr * g` on the GEMM's gradient.
+    /// epilogues (in place and from a separate source) against
+    /// `w - lr * g` on the GEMM's gradient.
     #[test]
     fn at_b_matches_matrixmultiply_bitwise() {
         let mut rng = Rng::seed_from_u64(9);
@@ -654,7 +894,15 @@ mod tests {
             let lr = 0.037f32;
             for (i0, m) in [(0, din), (1, din - 1), (din / 3, din / 2), (din - 1, 1)] {
                 let mut out = vec![f32::NAN; m * n];
-                if !at_b(&a, &g, &mut out, rows, din, n, i0, m, Epilogue::Store) {
+                if !at_b(
+                    Rows::dense(&a, rows, din),
+                    &g,
+                    &mut out,
+                    n,
+                    i0,
+                    m,
+                    Epilogue::Store,
+                ) {
                     return;
                 }
                 assert_eq!(
@@ -664,13 +912,26 @@ mod tests {
                     i0 + m
                 );
                 let mut w = w0[i0 * n..(i0 + m) * n].to_vec();
-                assert!(at_b(&a, &g, &mut w, rows, din, n, i0, m, Epilogue::Sgd(lr)));
+                assert!(at_b(
+                    Rows::dense(&a, rows, din),
+                    &g,
+                    &mut w,
+                    n,
+                    i0,
+                    m,
+                    Epilogue::Sgd(lr)
+                ));
                 let want: Vec<f32> = w0[i0 * n..(i0 + m) * n]
                     .iter()
                     .zip(&full[i0 * n..(i0 + m) * n])
                     .map(|(w, g)| w - lr * g)
                     .collect();
                 assert_eq!(bits(&w), bits(&want), "sgd {rows}×{din}, n {n}");
+                let from = &w0[i0 * n..(i0 + m) * n];
+                let mut o = vec![f32::NAN; m * n];
+                let e = Epilogue::SgdFrom(lr, from);
+                assert!(at_b(Rows::dense(&a, rows, din), &g, &mut o, n, i0, m, e));
+                assert_eq!(bits(&o), bits(&want), "sgd from {rows}×{din}, n {n}");
             }
         }
     }
@@ -713,6 +974,67 @@ mod tests {
         }
     }
 
+    /// Reading the rows through their indices gives the same bits as
+    /// reading a gathered copy, in both kernels and both epilogues: row
+    /// counts 1..=13 and around the tile heights, widths with every lane
+    /// tail, odd inner dimensions (one beyond a `k` block too), more rows
+    /// than a pointer table, indices unsorted and repeated.
+    #[test]
+    fn gathered_rows_match_a_gathered_copy_bitwise() {
+        let mut rng = Rng::seed_from_u64(14);
+        // More rows than a pointer table holds: `add_product` in chunks,
+        // `at_b` with a table on the heap.
+        let mut shapes = vec![(20, 784, 10), (6, 784, 200), (10, 60, 64), (7, 257, 9)];
+        shapes.extend([(70, 33, 17), (130, 9, 10), (64, 20, 23), (65, 20, 23)]);
+        for rows in 1..=13 {
+            for n in [1, 5, 8, 10, 17, 23, 33] {
+                shapes.push((rows, 3 + 2 * rows, n));
+            }
+        }
+        for (rows, k, n) in shapes {
+            let total = 2 * rows + 3;
+            let data = random(&mut rng, total * k);
+            let mut idx: Vec<u32> = (0..rows)
+                .map(|_| rng.random_range(0..total as u32))
+                .collect();
+            idx[rows - 1] = (total - 1) as u32; // the storage's last row
+            let mut copy = Vec::with_capacity(rows * k);
+            for &r in &idx {
+                copy.extend_from_slice(&data[r as usize * k..(r as usize + 1) * k]);
+            }
+            let (gathered, dense) = (Rows::gather(&data, k, &idx), Rows::dense(&copy, rows, k));
+            let what = format!("{rows} rows × {k}, n {n}");
+
+            let (w, z0) = (random(&mut rng, k * n), random(&mut rng, rows * n));
+            let (mut za, mut zb) = (z0.clone(), z0);
+            if !add_product(gathered, &w, &mut za, n) {
+                return;
+            }
+            assert!(add_product(dense, &w, &mut zb, n));
+            assert_eq!(bits(&za), bits(&zb), "add_product, {what}");
+
+            let g = random(&mut rng, rows * n);
+            for (i0, m) in [(0, k), (1, k - 1), (k / 2, k - k / 2)] {
+                let (mut oa, mut ob) = (vec![f32::NAN; m * n], vec![0.0f32; m * n]);
+                assert!(at_b(gathered, &g, &mut oa, n, i0, m, Epilogue::Store));
+                assert!(at_b(dense, &g, &mut ob, n, i0, m, Epilogue::Store));
+                assert_eq!(bits(&oa), bits(&ob), "at_b store, {what}, from {i0}");
+                let w0 = random(&mut rng, m * n);
+                let (mut wa, mut wb) = (w0.clone(), w0);
+                assert!(at_b(gathered, &g, &mut wa, n, i0, m, Epilogue::Sgd(0.03)));
+                assert!(at_b(dense, &g, &mut wb, n, i0, m, Epilogue::Sgd(0.03)));
+                assert_eq!(bits(&wa), bits(&wb), "at_b sgd, {what}, from {i0}");
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "row index out of range")]
+    fn gathered_rows_check_their_indices() {
+        let data = vec![0.0f32; 3 * 4];
+        Rows::gather(&data, 4, &[0, 3]);
+    }
+
     /// Elements outside the requested rows and past each row's width are
     /// never written.
     #[test]
@@ -721,13 +1043,21 @@ mod tests {
         let (rows, k, n) = (3, 9, 11);
         let (a, w) = (random(&mut rng, rows * k), random(&mut rng, k * n));
         let mut z = vec![7.0f32; rows * n + 5];
-        if !add_product(&a, &w, &mut z, rows, k, n) {
+        if !add_product(Rows::dense(&a, rows, k), &w, &mut z, n) {
             return;
         }
         assert!(z[rows * n..].iter().all(|&v| v == 7.0));
         let g = random(&mut rng, rows * n);
         let mut out = vec![7.0f32; 4 * n + 5];
-        assert!(at_b(&a, &g, &mut out, rows, k, n, 2, 4, Epilogue::Store));
+        assert!(at_b(
+            Rows::dense(&a, rows, k),
+            &g,
+            &mut out,
+            n,
+            2,
+            4,
+            Epilogue::Store
+        ));
         assert!(out[4 * n..].iter().all(|&v| v == 7.0));
     }
 }
