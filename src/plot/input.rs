@@ -377,6 +377,9 @@ pub struct Population {
     /// synchronous run (`ceil(clients_per_round × over_selection)`), 1 per
     /// dispatch in an asynchronous one (FedAsync, FedBuff).
     pub per_round: usize,
+    /// An asynchronous run: clients are selected per dispatch, not per
+    /// round.
+    pub asynchronous: bool,
 }
 
 /// The client population of a run, from its resolved `scenario.toml`
@@ -398,6 +401,7 @@ pub fn population_of(text: &str) -> Option<Population> {
         return Some(Population {
             clients,
             per_round: 1,
+            asynchronous: true,
         });
     }
     let k = usize::try_from(t.get("clients_per_round")?.as_integer()?).ok()?;
@@ -407,7 +411,11 @@ pub fn population_of(text: &str) -> Option<Population> {
         .and_then(|v| v.as_float().or_else(|| v.as_integer().map(|i| i as f64)))
         .unwrap_or(1.0);
     let per_round = ((k as f64 * over).ceil() as usize).clamp(k, clients.max(k));
-    Some(Population { clients, per_round })
+    Some(Population {
+        clients,
+        per_round,
+        asynchronous: false,
+    })
 }
 
 #[cfg(test)]
@@ -422,7 +430,8 @@ mod tests {
             population_of(sync),
             Some(Population {
                 clients: 100,
-                per_round: 13
+                per_round: 13,
+                asynchronous: false,
             })
         );
         // Asynchronous runs draw one client per dispatch, whatever
@@ -433,7 +442,8 @@ mod tests {
                 population_of(&text),
                 Some(Population {
                     clients: 100,
-                    per_round: 1
+                    per_round: 1,
+                    asynchronous: true,
                 })
             );
         }

@@ -172,6 +172,13 @@ impl Figure for Participation {
         };
         let edge = WHITE.stroke_width(c.stroke(0.3));
 
+        // What a selection is: a client's place in a round, or (async) a
+        // dispatch.
+        let unit = if self.population.is_some_and(|p| p.asynchronous) {
+            "dispatches"
+        } else {
+            "rounds"
+        };
         // (a) rounds selected.
         let sel: Vec<u32> = self.rows.iter().map(|r| r.selected).collect();
         let (wa, ca) = int_histogram(&sel, self.never());
@@ -185,7 +192,7 @@ impl Figure for Participation {
             grid: false,
             ..Axis::numeric(-0.5 * wa as f64, (ca.len() as f64 - 0.5) * wa as f64, 6, "")
         };
-        let xa = integer_axis(xa, "rounds selected");
+        let xa = integer_axis(xa, &format!("{unit} selected"));
         let ya = integer_axis(Axis::numeric(0.0, ymax * 1.08, 5, ""), "clients");
         let mut ch = chart(&areas[0], c, &xa, &ya, Margins::default())?;
         let wf = wa as f64;
@@ -247,7 +254,7 @@ impl Figure for Participation {
         let wf = wb as f64;
         let xb = integer_axis(
             Axis::numeric(-0.5 * wf, (hd.len() as f64 - 0.5) * wf, 6, ""),
-            "rounds dropped out / late",
+            &format!("{unit} dropped out / late"),
         );
         let yb = integer_axis(Axis::numeric(0.0, ymax * 1.12, 5, ""), "clients");
         let mut ch = chart(&areas[1], c, &xb, &yb, Margins::default())?;
@@ -326,6 +333,7 @@ mod tests {
             Some(Population {
                 clients: 4,
                 per_round: 2,
+                asynchronous: false,
             }),
         );
         assert_eq!(p.never(), 1);
@@ -340,11 +348,42 @@ mod tests {
             Some(Population {
                 clients: 4,
                 per_round: 1,
+                asynchronous: true,
             }),
         );
         let e = one.expected(1, 5).unwrap();
         for (got, want) in e.iter().zip([81.0, 108.0, 54.0, 12.0, 1.0]) {
             assert!((got - want / 64.0).abs() < 1e-12, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn axes_count_rounds_or_dispatches() {
+        let rows: Vec<ClientRow> = (0..5)
+            .map(|client| ClientRow {
+                client,
+                selected: 3,
+                completed: 2,
+                dropped: 1,
+                ..ClientRow::default()
+            })
+            .collect();
+        let tmp = tempfile::tempdir().unwrap();
+        for (asynchronous, unit) in [(false, "rounds"), (true, "dispatches")] {
+            let pop = Population {
+                clients: 8,
+                per_round: if asynchronous { 1 } else { 2 },
+                asynchronous,
+            };
+            let fig = Participation::new(&rows, Some(pop));
+            let stem = format!("p-{unit}");
+            super::super::style::save(&fig, Size::TwoColumn, 100.0, tmp.path(), &stem).unwrap();
+            let svg = std::fs::read_to_string(tmp.path().join(format!("{stem}.svg"))).unwrap();
+            assert!(svg.contains(&format!("{unit} selected")), "{unit}");
+            assert!(
+                svg.contains(&format!("{unit} dropped out / late")),
+                "{unit}"
+            );
         }
     }
 }
