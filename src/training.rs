@@ -386,8 +386,11 @@ impl Experiment {
                         std::mem::take(&mut r.params)
                     })
                     .collect();
-                let ys: Vec<&[f32]> = ys.iter().map(Vec::as_slice).collect();
-                rs.add(x, &ys);
+                let views: Vec<&[f32]> = ys.iter().map(Vec::as_slice).collect();
+                rs.add(x, &views);
+                // The vectors go back to this thread's scratch, for the
+                // clients it trains next.
+                with_thread_scratch(|s| ys.into_iter().for_each(|y| s.give_vector(y)));
             }
             sum_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
         };

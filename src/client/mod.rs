@@ -283,8 +283,8 @@ pub fn train_local_with(
 
     // Filled by the first step, which reads the global model in place
     // (`Model::sgd_step_rows` with `from`), or by a copy when the model
-    // cannot.
-    let mut params = vec![0.0f32; p];
+    // cannot: a vector handed back by the round's running sum will do.
+    let mut params = scratch.take_vector(p);
     let mut started = false;
     let d = data.dim();
     let bmax = cfg.batch_size.min(n);

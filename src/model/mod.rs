@@ -42,7 +42,12 @@ pub struct Scratch {
     /// the minibatch's rows and its labels here), so a client's training
     /// allocates nothing once the thread's scratch has grown.
     pub(crate) idx: [Vec<u32>; 3],
+    /// Parameter vectors handed back for reuse ([`Scratch::give_vector`]).
+    spare: Vec<Vec<f32>>,
 }
+
+/// Vectors [`Scratch::give_vector`] keeps for reuse.
+const SPARE_VECTORS: usize = 2;
 
 impl Scratch {
     /// An empty scratch space.
@@ -59,6 +64,27 @@ impl Scratch {
             b.resize(len, 0.0);
         }
         b
+    }
+
+    /// A vector of `len` elements, contents unspecified: one handed back
+    /// with [`Scratch::give_vector`] if there is one (no allocation, no
+    /// zeroing), else a new zeroed one.
+    pub fn take_vector(&mut self, len: usize) -> Vec<f32> {
+        match self.spare.pop() {
+            Some(mut v) => {
+                v.resize(len, 0.0);
+                v
+            }
+            None => vec![0.0; len],
+        }
+    }
+
+    /// Keeps `v` for a later [`Scratch::take_vector`] (at most two are
+    /// kept; others are dropped).
+    pub fn give_vector(&mut self, v: Vec<f32>) {
+        if self.spare.len() < SPARE_VECTORS {
+            self.spare.push(v);
+        }
     }
 
     /// Number of buffer indices reserved for models (`0..MODEL_BUFS`).
@@ -174,4 +200,29 @@ pub trait Model: Send + Sync {
         y: &[u32],
         scratch: &mut Scratch,
     ) -> (f64, usize);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vectors_given_back_are_reused_without_allocating() {
+        let mut s = Scratch::new();
+        let fresh = s.take_vector(5);
+        assert_eq!(fresh, vec![0.0; 5]);
+        let mut v = vec![7.0f32; 8];
+        v.reserve(8);
+        let ptr = v.as_ptr();
+        s.give_vector(v);
+        // The same allocation comes back, at the length asked for.
+        let again = s.take_vector(12);
+        assert_eq!((again.as_ptr(), again.len()), (ptr, 12));
+        // At most two are kept.
+        for _ in 0..3 {
+            s.give_vector(vec![1.0; 3]);
+        }
+        let kept = (0..3).filter(|_| s.take_vector(3) == vec![1.0; 3]).count();
+        assert_eq!(kept, 2);
+    }
 }
