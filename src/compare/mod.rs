@@ -402,9 +402,11 @@ impl IndexRun {
     /// The entry of run `label` (with its `overrides`) for `sr.seed`, its
     /// results in `dir`: `strategy` ran `rounds_run` rounds.
     pub fn new(
-        (label, overrides): (&str, &[String]),
+        label: &str,
+        overrides: &[String],
         dir: &str,
-        (strategy, rounds_run): (&str, usize),
+        strategy: &str,
+        rounds_run: usize,
         sr: &SeedResult,
     ) -> Self {
         IndexRun {
@@ -603,8 +605,8 @@ pub fn run(args: &CompareArgs) -> Result<CompareOutcome> {
             .zip(&seed_results)
             .map(|(o, sr)| {
                 let spec = &plan.runs[o.run];
-                let ran = (o.summary.strategy.as_str(), o.summary.rounds_run);
-                IndexRun::new((&spec.label, &spec.overrides), &o.dir, ran, sr)
+                let (strategy, rounds) = (&o.summary.strategy, o.summary.rounds_run);
+                IndexRun::new(&spec.label, &spec.overrides, &o.dir, strategy, rounds, sr)
             })
             .collect(),
     };

@@ -299,8 +299,8 @@ pub fn collect(args: &CollectArgs) -> Result<Collected> {
                 .zip(&seed_results)
                 .map(|(f, sr)| {
                     let p = &index.points[f.point];
-                    let ran = (f.summary.strategy.as_str(), f.summary.rounds_run);
-                    IndexRun::new((&p.label, &p.overrides), &f.dir, ran, sr)
+                    let (strategy, rounds) = (&f.summary.strategy, f.summary.rounds_run);
+                    IndexRun::new(&p.label, &p.overrides, &f.dir, strategy, rounds, sr)
                 })
                 .collect(),
         },
