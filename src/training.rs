@@ -324,8 +324,9 @@ impl Experiment {
     /// `global` as the model `x` ([`SumKind`]) while the clients train:
     /// updates are added in job order, four at a time (`SUM_GROUP`) once
     /// those before them are in, by whichever worker holds the sum (the
-    /// others go on training), and then dropped — so they are read while
-    /// still in cache and never all held at once. Returns the updates
+    /// others go on training) — so they are read while still in cache and
+    /// never all held at once — and their vectors become the parameter
+    /// vectors of whichever workers start clients next. Returns the updates
     /// without their parameters and the sum, bit for bit
     /// `crate::strategy::sum_updates` of the full updates.
     pub fn train_jobs_summed(
@@ -356,6 +357,10 @@ impl Experiment {
         let slots: Vec<Mutex<Option<LocalResult>>> = (0..n).map(|_| Mutex::new(None)).collect();
         let summing = sum.map(|(rs, x)| (Mutex::new(rs), x));
         let sum_ns = AtomicU64::new(0);
+        // Vectors the sum has consumed, for whichever worker starts a client
+        // next: the worker that sums is not the only one that needs them,
+        // and a fresh vector costs an allocation and zeroing.
+        let spare: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
         // How many of the updates from `k` on can be added now: a full
         // group, the batch's last ones, or (`all`) whatever is in.
         let ready_from = |k: usize, all: bool| {
@@ -388,9 +393,9 @@ impl Experiment {
                     .collect();
                 let views: Vec<&[f32]> = ys.iter().map(Vec::as_slice).collect();
                 rs.add(x, &views);
-                // The vectors go back to this thread's scratch, for the
-                // clients it trains next.
-                with_thread_scratch(|s| ys.into_iter().for_each(|y| s.give_vector(y)));
+                let mut spare = lock(&spare);
+                let room = SPARE_VECTORS.saturating_sub(spare.len());
+                spare.extend(ys.into_iter().take(room));
             }
             sum_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
         };
@@ -401,18 +406,28 @@ impl Experiment {
                 b.corrupt(job.base, &mut r.params, s.seed, job.key as usize, c);
             }
             *lock(&slots[i]) = Some(r);
-            let Some((rs, x)) = &summing else { return };
-            loop {
-                let Ok(mut rs) = rs.try_lock() else { return };
-                advance(&mut rs, x, false);
-                let next = rs.added();
-                drop(rs);
-                // Nothing that completes a group arrived while this thread
-                // held the sum: done.
-                if ready_from(next, false) == 0 {
-                    return;
+            if let Some((rs, x)) = &summing {
+                loop {
+                    let Ok(mut rs) = rs.try_lock() else { break };
+                    advance(&mut rs, x, false);
+                    let next = rs.added();
+                    drop(rs);
+                    // Nothing that completes a group arrived while this
+                    // thread held the sum: done.
+                    if ready_from(next, false) == 0 {
+                        break;
+                    }
                 }
             }
+            // This runs on the worker that trains the next client: hand it
+            // a consumed vector to train into.
+            with_thread_scratch(|s| {
+                if !s.has_spare_vector()
+                    && let Some(v) = lock(&spare).pop()
+                {
+                    s.give_vector(v);
+                }
+            });
         };
         let t_train = Instant::now();
         self.trainer()
@@ -459,6 +474,11 @@ impl Experiment {
 /// Updates added to a running sum together (see
 /// [`Experiment::train_jobs_summed`]): one pass over the sum per group.
 const SUM_GROUP: usize = 4;
+
+/// Consumed update vectors a running sum keeps for the workers' next
+/// clients: enough for every worker of a two-group backlog; the rest are
+/// freed.
+const SPARE_VECTORS: usize = 2 * SUM_GROUP;
 
 /// Locks `m`, also after a panic on another thread (which ends the run
 /// anyway).
@@ -727,6 +747,55 @@ attack = "label-flip"
         let (s0, s4) = (work(small), local.batch_size.min(exp.clients.size(big)));
         let want = if s0 >= s4 { vec![0, 4] } else { vec![4, 0] };
         assert_eq!(tail, want);
+    }
+
+    #[test]
+    fn summed_rounds_train_into_the_vectors_the_sum_consumed() {
+        let text = "name = \"t\"\nrounds = 1\nclients_per_round = 5\n\
+                    [data]\nkind = \"synthetic\"\ndevices = 30\n\
+                    [model]\nkind = \"mlp\"\nhidden = [8]\n";
+        let s = crate::scenario::from_str(text, "t.toml", &[]).unwrap();
+        let exp = Experiment::build(s).unwrap();
+        let local = exp.scenario.local.clone();
+        let base = exp.model.init_params(&mut stream(1, Purpose::Init, 0, 0));
+        // One client twelve times: equal work, so jobs start in job order.
+        let jobs: Vec<TrainJob> = (0..12)
+            .map(|key| TrainJob {
+                client: 7,
+                key,
+                base: &base,
+                max_steps: None,
+                correction: None,
+            })
+            .collect();
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        // `install` runs on the pool's only worker, which trains every job.
+        let (fresh, sum) = one.install(|| {
+            let before = with_thread_scratch(|s| s.fresh_vectors());
+            let mut timing = Timing::default();
+            let (trained, sum) = exp.train_jobs_summed(
+                &jobs,
+                &local,
+                &Attackers::default(),
+                &mut timing,
+                SumKind::Mean,
+                &base,
+            );
+            assert_eq!(trained.len(), 12);
+            (with_thread_scratch(|s| s.fresh_vectors()) - before, sum)
+        });
+        // The first group is trained into new vectors; every later client
+        // into one the sum had consumed.
+        assert_eq!(fresh, SUM_GROUP);
+        let all = exp.train_jobs(&jobs, &local, &Attackers::default(), &mut Timing::default());
+        let updates: Vec<ClientUpdate> = all.into_iter().map(|t| t.update).collect();
+        assert_eq!(
+            sum,
+            crate::strategy::sum_updates(SumKind::Mean, &base, &updates)
+        );
     }
 
     #[test]

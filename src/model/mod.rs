@@ -44,6 +44,8 @@ pub struct Scratch {
     pub(crate) idx: [Vec<u32>; 3],
     /// Parameter vectors handed back for reuse ([`Scratch::give_vector`]).
     spare: Vec<Vec<f32>>,
+    /// Vectors [`Scratch::take_vector`] had to allocate.
+    fresh: usize,
 }
 
 /// Vectors [`Scratch::give_vector`] keeps for reuse.
@@ -75,8 +77,22 @@ impl Scratch {
                 v.resize(len, 0.0);
                 v
             }
-            None => vec![0.0; len],
+            None => {
+                self.fresh += 1;
+                vec![0.0; len]
+            }
         }
+    }
+
+    /// How many vectors [`Scratch::take_vector`] has allocated (rather
+    /// than reused) so far.
+    pub fn fresh_vectors(&self) -> usize {
+        self.fresh
+    }
+
+    /// Whether a [`Scratch::take_vector`] would reuse a vector.
+    pub fn has_spare_vector(&self) -> bool {
+        !self.spare.is_empty()
     }
 
     /// Keeps `v` for a later [`Scratch::take_vector`] (at most two are

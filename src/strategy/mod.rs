@@ -103,7 +103,7 @@ pub struct RoundInfo {
 }
 
 /// A server-side federated optimisation rule.
-pub trait Strategy: Send {
+pub trait Strategy: Send + Sync {
     /// Short name, e.g. `"fedavg"`.
     fn name(&self) -> String;
 
