@@ -188,7 +188,7 @@ impl Experiment {
 
             cum_down += step.bytes_down;
             cum_up += step.bytes_up;
-            let bad_params = global.iter().any(|v| !v.is_finite());
+            let bad_params = !crate::model::all_finite(&global);
             let bad_loss = train_loss.is_some_and(|l| !l.is_finite());
             let last = round == s.rounds || bad_params || bad_loss;
             if round % s.eval.every == 0 || last {

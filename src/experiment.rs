@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use crate::data::{DataError, DataSplit, Dataset, idx, synthetic};
 use crate::engine::{ClientTrip, CloseReason, Fate, ServerStep, SimTime, plan_round};
-use crate::model::{Mlp, Model, SoftmaxRegression};
+use crate::model::{Mlp, Model, SoftmaxRegression, all_finite};
 use crate::partition::{self, PartitionError};
 use crate::population::Population;
 use crate::rng::{Purpose, stream};
@@ -645,7 +645,7 @@ impl Experiment {
             now = tl.close;
             cum_down += tl.bytes_down;
             cum_up += tl.bytes_up;
-            let bad_params = global.iter().any(|v| !v.is_finite());
+            let bad_params = !all_finite(&global);
             let bad_loss = train_loss.is_some_and(|l| !l.is_finite());
             let last = round == s.rounds || bad_params || bad_loss;
             if round % s.eval.every == 0 || last {

@@ -20,7 +20,7 @@
 //! All are pure functions of the scenario and seed, like `metrics.csv`.
 //! Times are absolute virtual seconds, exact to the microsecond.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::io::Write;
 
 use serde::{Deserialize, Serialize};
@@ -192,10 +192,12 @@ pub struct ClientRow {
     pub late: u32,
 }
 
-/// Per-client participation counts, kept only for clients ever selected.
+/// Per-client participation counts, kept only for clients ever selected
+/// (hashed: a round updates a few scattered clients of a population that
+/// may hold millions; sorted once, when written).
 #[derive(Debug, Clone, Default)]
 pub struct Participation {
-    tally: BTreeMap<usize, ClientRow>,
+    tally: HashMap<usize, ClientRow>,
 }
 
 impl Participation {
@@ -241,7 +243,9 @@ impl Participation {
 
     /// The rows, by ascending client id.
     pub fn rows(&self) -> impl Iterator<Item = &ClientRow> {
-        self.tally.values()
+        let mut rows: Vec<&ClientRow> = self.tally.values().collect();
+        rows.sort_unstable_by_key(|r| r.client);
+        rows.into_iter()
     }
 
     /// Writes `clients.csv` (header included, even with no row).

@@ -11,7 +11,7 @@ use crate::engine::SimTime;
 use crate::experiment::{
     Experiment, Observer, RoundRow, RunError, RunResult, Timing, evaluate, peak_rss_mib,
 };
-use crate::model::{Model, Scratch};
+use crate::model::{Model, Scratch, all_finite};
 use crate::rng::{Purpose, stream};
 use crate::system::DeviceProfile;
 
@@ -318,8 +318,7 @@ pub fn run(
         now = now + round_time;
         cum_down += round_bytes;
         cum_up += round_bytes;
-        let bad = train_loss.is_some_and(|l| !l.is_finite())
-            || dp.params().iter().any(|v| !v.is_finite());
+        let bad = train_loss.is_some_and(|l| !l.is_finite()) || !all_finite(dp.params());
         if round % s.eval.every == 0 || round == s.rounds || bad {
             let t_eval = Instant::now();
             let (test_loss, test_accuracy) = evaluate(model, dp.params(), exp.eval_set());

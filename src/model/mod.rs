@@ -218,9 +218,32 @@ pub trait Model: Send + Sync {
     ) -> (f64, usize);
 }
 
+/// Whether every coordinate of `params` is finite (no NaN, no ±∞): the
+/// divergence check after each server update. Branch-free over blocks, so
+/// it vectorises (a per-coordinate early exit does not).
+pub fn all_finite(params: &[f32]) -> bool {
+    params
+        .chunks(1024)
+        .all(|c| c.iter().fold(true, |ok, v| ok & v.is_finite()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_finite_finds_any_nan_or_infinity() {
+        let mut v = vec![1.5f32; 3000];
+        assert!(all_finite(&v) && all_finite(&[]));
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            for at in [0, 1023, 1024, 2999] {
+                v[at] = bad;
+                assert!(!all_finite(&v), "{bad} at {at}");
+                v[at] = -0.0;
+            }
+        }
+        assert!(all_finite(&[f32::MAX, f32::MIN, f32::MIN_POSITIVE / 2.0]));
+    }
 
     #[test]
     fn vectors_given_back_are_reused_without_allocating() {
