@@ -305,13 +305,6 @@ impl RunningSum {
         let (kind, acc) = (self.kind, &mut self.acc[..]);
         assert!(x.len() >= acc.len() && ys.iter().all(|y| y.len() >= acc.len()));
         #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F (checked just above).
-            unsafe { add_terms_avx512(kind, acc, ws, x, ys) };
-            self.done += ys.len();
-            return;
-        }
-        #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2 (checked just above).
             unsafe { add_terms_avx2(kind, acc, ws, x, ys) };
@@ -397,17 +390,6 @@ fn add_pass<const N: usize>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn add_terms_avx2(kind: SumKind, acc: &mut [f64], ws: &[f64], x: &[f32], ys: &[&[f32]]) {
-    add_terms(kind, acc, ws, x, ys);
-}
-
-/// [`add_terms`] compiled with AVX-512F enabled (no FMA contraction
-/// either: Rust never fuses a separate multiply and add).
-///
-/// # Safety
-/// The CPU must support AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn add_terms_avx512(kind: SumKind, acc: &mut [f64], ws: &[f64], x: &[f32], ys: &[&[f32]]) {
     add_terms(kind, acc, ws, x, ys);
 }
 
