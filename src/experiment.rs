@@ -562,6 +562,7 @@ impl Experiment {
         };
         let mut diverged = false;
         let attackers = Attackers::new(self);
+        let mut sum_buffer = Vec::new();
         for round in 1..=s.rounds {
             let selected = self.select(round, now);
             let plans: Vec<Plan> = selected
@@ -609,12 +610,13 @@ impl Experiment {
             // it built while the clients train.
             let (trained, sum) = match self.strategy.update_sum() {
                 Some(kind) => {
+                    let sum = self.running_sum(&jobs, kind, std::mem::take(&mut sum_buffer));
                     let (t, sum) = self.train_jobs_summed(
                         &jobs,
                         &local,
                         &attackers,
                         &mut timing,
-                        kind,
+                        sum,
                         &global,
                     );
                     (t, Some(sum))
@@ -634,9 +636,12 @@ impl Experiment {
                     population: s.clients,
                 };
                 match sum {
-                    Some(sum) => self
-                        .strategy
-                        .aggregate_sum(&mut global, &sum, &updates, &info),
+                    Some(sum) => {
+                        self.strategy
+                            .aggregate_sum(&mut global, &sum, &updates, &info);
+                        // Next round's sum is built in the same memory.
+                        sum_buffer = sum;
+                    }
                     None => self.strategy.aggregate(&mut global, &updates, &info),
                 }
             }

@@ -37,6 +37,7 @@ use crate::model::{Model, Scratch};
 use crate::population::Population;
 use crate::rng::{Purpose, stream};
 use crate::strategy::{ClientUpdate, RunningSum, SumKind};
+use crate::system::DeviceProfile;
 
 /// A client's planned trip and how much of its local work it does.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -172,11 +173,10 @@ impl<'e> JobContext<'e> {
 }
 
 impl Experiment {
-    /// Seconds of compute per training sample on `client`'s device for the
+    /// Seconds of compute per training sample on `client`'s device `prof` for the
     /// trip keyed by `key`, jitter included.
-    fn per_sample_s(&self, key: u64, client: usize) -> f64 {
+    fn per_sample_s(&self, key: u64, client: usize, prof: &DeviceProfile) -> f64 {
         let s = &self.scenario;
-        let prof = s.system.devices.profile(s.seed, client);
         let jitter = if s.system.compute_jitter > 0.0 {
             let mut rng = stream(s.seed, Purpose::Jitter, key, client as u64);
             crate::system::jitter_factor(s.system.compute_jitter, &mut rng)
@@ -221,7 +221,7 @@ impl Experiment {
         let prof = s.system.devices.profile(s.seed, client);
         let n = self.clients.size(client);
         let work = planned_work(local, n);
-        let per_sample = self.per_sample_s(key, client);
+        let per_sample = self.per_sample_s(key, client, &prof);
         let bytes = self.transfer_bytes();
         let download = SimTime::from_secs(prof.download_s(bytes));
         let upload = SimTime::from_secs(prof.upload_s(bytes));
@@ -320,8 +320,22 @@ impl Experiment {
         self.run_jobs(jobs, local, attackers, timing, None).0
     }
 
-    /// [`Experiment::train_jobs`], also summing the updates as `kind` with
-    /// `global` as the model `x` ([`SumKind`]) while the clients train:
+    /// An empty [`RunningSum`] of `jobs`' updates as `kind`, built in
+    /// `buffer` (the previous round's sum, or empty): see
+    /// [`RunningSum::reusing`].
+    pub fn running_sum(
+        &self,
+        jobs: &[TrainJob<'_>],
+        kind: SumKind,
+        buffer: Vec<f64>,
+    ) -> RunningSum {
+        let sizes: Vec<usize> = jobs.iter().map(|j| self.clients.size(j.client)).collect();
+        RunningSum::reusing(buffer, kind, self.model.num_params(), &sizes)
+    }
+
+    /// [`Experiment::train_jobs`], also adding the updates to `sum` (from
+    /// [`Experiment::running_sum`]) with `global` as the model `x` while
+    /// the clients train:
     /// updates are added in job order, four at a time (`SUM_GROUP`) once
     /// those before them are in, by whichever worker holds the sum (the
     /// others go on training) — so they are read while still in cache and
@@ -335,11 +349,9 @@ impl Experiment {
         local: &LocalConfig,
         attackers: &Attackers,
         timing: &mut Timing,
-        kind: SumKind,
+        sum: RunningSum,
         global: &[f32],
     ) -> (Vec<Trained>, Vec<f64>) {
-        let sizes: Vec<usize> = jobs.iter().map(|j| self.clients.size(j.client)).collect();
-        let sum = RunningSum::new(kind, global.len(), &sizes);
         let (trained, sum) = self.run_jobs(jobs, local, attackers, timing, Some((sum, global)));
         (trained, sum.unwrap_or_default())
     }
@@ -781,7 +793,7 @@ attack = "label-flip"
                 &local,
                 &Attackers::default(),
                 &mut timing,
-                SumKind::Mean,
+                exp.running_sum(&jobs, SumKind::Mean, Vec::new()),
                 &base,
             );
             assert_eq!(trained.len(), 12);

@@ -269,10 +269,22 @@ impl RunningSum {
     /// An empty sum over `params` coordinates of the updates of clients
     /// with `sizes` samples, in the order they will be added.
     pub fn new(kind: SumKind, params: usize, sizes: &[usize]) -> Self {
+        Self::reusing(Vec::new(), kind, params, sizes)
+    }
+
+    /// [`RunningSum::new`] in `buffer` (e.g. the previous round's finished
+    /// sum): its contents are ignored — the first updates added start
+    /// every coordinate from zero — so a buffer of the right length is
+    /// neither allocated nor zeroed again.
+    pub fn reusing(mut buffer: Vec<f64>, kind: SumKind, params: usize, sizes: &[usize]) -> Self {
+        if buffer.len() != params {
+            buffer.clear();
+            buffer.resize(params, 0.0);
+        }
         Self {
             kind,
             weights: weights_of(sizes),
-            acc: vec![0.0; params],
+            acc: buffer,
             done: 0,
         }
     }
@@ -302,16 +314,16 @@ impl RunningSum {
     /// the sum.
     pub fn add(&mut self, x: &[f32], ys: &[&[f32]]) {
         let ws = &self.weights[self.done..self.done + ys.len()];
-        let (kind, acc) = (self.kind, &mut self.acc[..]);
+        let (kind, acc, first) = (self.kind, &mut self.acc[..], self.done == 0);
         assert!(x.len() >= acc.len() && ys.iter().all(|y| y.len() >= acc.len()));
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2 (checked just above).
-            unsafe { add_terms_avx2(kind, acc, ws, x, ys) };
+            unsafe { add_terms_avx2(kind, acc, ws, x, ys, first) };
             self.done += ys.len();
             return;
         }
-        add_terms(kind, acc, ws, x, ys);
+        add_terms(kind, acc, ws, x, ys, first);
         self.done += ys.len();
     }
 
@@ -319,8 +331,12 @@ impl RunningSum {
     ///
     /// # Panics
     /// If not every update was added.
-    pub fn into_sum(self) -> Vec<f64> {
+    pub fn into_sum(mut self) -> Vec<f64> {
         assert_eq!(self.done, self.weights.len(), "every update must be added");
+        if self.done == 0 {
+            // Nothing started the coordinates from zero.
+            self.acc.fill(0.0);
+        }
         self.acc
     }
 }
@@ -331,24 +347,29 @@ impl RunningSum {
 const ADD_PASS: usize = 4;
 
 /// `acc[j] += kind.term(ws[q], ys[q][j], x[j])` for every `j`, for `q` in
-/// order.
+/// order; with `first`, `acc` is taken as zero (its contents are not read).
 #[inline(always)]
-fn add_terms(kind: SumKind, acc: &mut [f64], ws: &[f64], x: &[f32], ys: &[&[f32]]) {
+fn add_terms(kind: SumKind, acc: &mut [f64], ws: &[f64], x: &[f32], ys: &[&[f32]], first: bool) {
     let mut q = 0;
     while q < ys.len() {
         let (w, y) = (&ws[q..], &ys[q..]);
-        q += match ys.len() - q {
-            1 => add_pass::<1>(kind, acc, w, x, y),
-            2 => add_pass::<2>(kind, acc, w, x, y),
-            3 => add_pass::<3>(kind, acc, w, x, y),
-            _ => add_pass::<ADD_PASS>(kind, acc, w, x, y),
+        q += match (ys.len() - q, first && q == 0) {
+            (1, false) => add_pass::<1, false>(kind, acc, w, x, y),
+            (2, false) => add_pass::<2, false>(kind, acc, w, x, y),
+            (3, false) => add_pass::<3, false>(kind, acc, w, x, y),
+            (_, false) => add_pass::<ADD_PASS, false>(kind, acc, w, x, y),
+            (1, true) => add_pass::<1, true>(kind, acc, w, x, y),
+            (2, true) => add_pass::<2, true>(kind, acc, w, x, y),
+            (3, true) => add_pass::<3, true>(kind, acc, w, x, y),
+            (_, true) => add_pass::<ADD_PASS, true>(kind, acc, w, x, y),
         };
     }
 }
 
-/// One pass of [`add_terms`] over the first `N` of `ys`; returns `N`.
+/// One pass of [`add_terms`] over the first `N` of `ys`, starting every
+/// coordinate from `0.0` instead of `acc` if `ZERO`; returns `N`.
 #[inline(always)]
-fn add_pass<const N: usize>(
+fn add_pass<const N: usize, const ZERO: bool>(
     kind: SumKind,
     acc: &mut [f64],
     ws: &[f64],
@@ -362,7 +383,7 @@ fn add_pass<const N: usize>(
     match kind {
         SumKind::Mean => {
             for (j, a) in acc.iter_mut().enumerate() {
-                let mut s = *a;
+                let mut s = if ZERO { 0.0 } else { *a };
                 for q in 0..N {
                     s += SumKind::Mean.term(w[q], y[q][j], 0.0);
                 }
@@ -371,7 +392,7 @@ fn add_pass<const N: usize>(
         }
         SumKind::Delta => {
             for (j, a) in acc.iter_mut().enumerate() {
-                let mut s = *a;
+                let mut s = if ZERO { 0.0 } else { *a };
                 for q in 0..N {
                     s += SumKind::Delta.term(w[q], y[q][j], x[j]);
                 }
@@ -389,8 +410,15 @@ fn add_pass<const N: usize>(
 /// The CPU must support AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn add_terms_avx2(kind: SumKind, acc: &mut [f64], ws: &[f64], x: &[f32], ys: &[&[f32]]) {
-    add_terms(kind, acc, ws, x, ys);
+unsafe fn add_terms_avx2(
+    kind: SumKind,
+    acc: &mut [f64],
+    ws: &[f64],
+    x: &[f32],
+    ys: &[&[f32]],
+    first: bool,
+) {
+    add_terms(kind, acc, ws, x, ys, first);
 }
 
 /// The weighted mean update `Δ = Σ p_i (y_i − x)` with `p_i = n_i / Σ n`,
@@ -701,7 +729,13 @@ mod tests {
                         assert_eq!(bits32(&rounded), bits32(&avg));
                     }
                     for group in [1, 2, 4, 7] {
-                        let mut rs = RunningSum::new(kind, p, &sizes);
+                        // A fresh sum, or one built in a used buffer full of
+                        // NaN (whose contents must not leak into the sum).
+                        let mut rs = if group % 2 == 0 {
+                            RunningSum::reusing(vec![f64::NAN; p], kind, p, &sizes)
+                        } else {
+                            RunningSum::new(kind, p, &sizes)
+                        };
                         assert_eq!((rs.len(), rs.added()), (k, 0));
                         for g in ups.chunks(group) {
                             let ys: Vec<&[f32]> = g.iter().map(|u| u.params.as_slice()).collect();
@@ -718,6 +752,21 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_reused_buffer_of_any_length_sums_like_a_new_one() {
+        let sizes = [3, 5];
+        for len in [0, 2, 3, 9] {
+            let buf = vec![f64::NAN; len];
+            let mut rs = RunningSum::reusing(buf, SumKind::Mean, 3, &sizes);
+            rs.add(&[0.0; 3], &[&[1.0, 2.0, 3.0], &[-1.0, 0.0, 1.0]]);
+            let want = [3.0 / 8.0 - 5.0 / 8.0, 6.0 / 8.0, 9.0 / 8.0 + 5.0 / 8.0];
+            assert_eq!(rs.into_sum(), want, "buffer of {len}");
+        }
+        // No update: zeros, whatever the buffer held.
+        let rs = RunningSum::reusing(vec![f64::NAN; 4], SumKind::Delta, 4, &[]);
+        assert_eq!(rs.into_sum(), vec![0.0; 4]);
     }
 
     #[test]
