@@ -8,7 +8,8 @@ use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::experiment::{
-    Experiment, Observer, RoundRow, RunError, load_data, make_model, make_partition, make_strategy,
+    ClientState, Experiment, Observer, RoundRow, RunError, available_memory, load_data, make_model,
+    make_partition, make_strategy,
 };
 use crate::partition;
 use crate::plot;
@@ -182,6 +183,12 @@ pub fn run_loaded(
     let mut exp = Experiment::build(s.clone())
         .with_context(|| format!("scenario {}", args.scenario.path.display()))?;
     prepare(&mut exp)?;
+    let state = ClientState::of(&s, exp.model.num_params(), exp.strategy.as_ref());
+    if let (Some(st), Some(avail)) = (state, available_memory())
+        && let Some(w) = st.warning(&exp.strategy.name(), s.rounds, avail)
+    {
+        eprintln!("warning: {w}");
+    }
     let mut rd = RunDir::create(&dir, &s)?;
     let bar = if show {
         ProgressBar::with_draw_target(Some(s.rounds as u64), ProgressDrawTarget::stderr())
@@ -516,6 +523,20 @@ pub fn inspect_with_plots(
             strategy.name(),
             strategy.vectors_per_transfer(),
             human_bytes(bytes)
+        )?;
+    }
+    if let Some(st) = ClientState::of(&s, model.num_params(), strategy.as_ref()) {
+        writeln!(
+            out,
+            "  {} keeps {} per client that trains: about {} after {} rounds (≈ {:.0} of {} \
+             clients selected at least once), {} if all train",
+            strategy.name(),
+            human_bytes(st.per_client),
+            human_bytes(st.expected_bytes),
+            s.rounds,
+            st.expected_clients,
+            s.clients,
+            human_bytes(st.most_bytes)
         )?;
     }
     if let Some(d) = s.system.deadline {

@@ -164,6 +164,122 @@ pub struct Timing {
     pub peak_rss_mib: Option<f64>,
 }
 
+/// Clients a synchronous round selects: `ceil(K × over_selection)`, at
+/// least `K`, at most the population (fewer if fewer are online).
+pub fn selected_per_round(s: &Scenario) -> usize {
+    ((s.clients_per_round as f64 * s.system.over_selection).ceil() as usize)
+        .clamp(s.clients_per_round, s.clients)
+}
+
+/// The per-client state a strategy's server builds up over a run
+/// ([`Strategy::vectors_per_client`]), e.g. SCAFFOLD's control variates.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClientState {
+    /// Bytes kept per client that has trained.
+    pub per_client: u64,
+    /// Clients expected to have been selected at least once by the last
+    /// round: `N (1 − (1 − m/N)^R)` for `m` clients selected per round
+    /// uniformly among `N` over `R` rounds (an upper bound on those that
+    /// trained; other selection policies and availability change it).
+    pub expected_clients: f64,
+    /// Bytes expected after the last round.
+    pub expected_bytes: u64,
+    /// Bytes if every client trained.
+    pub most_bytes: u64,
+}
+
+impl ClientState {
+    /// The state `strategy` keeps for scenario `s` with a model of
+    /// `params` parameters, or `None` if it keeps none.
+    pub fn of(s: &Scenario, params: usize, strategy: &dyn Strategy) -> Option<Self> {
+        let per_client = strategy.vectors_per_client() * params as u64 * 4;
+        if per_client == 0 || s.clients == 0 {
+            return None;
+        }
+        let n = s.clients as f64;
+        let m = selected_per_round(s) as f64;
+        let expected_clients = n * (1.0 - (1.0 - m / n).powf(s.rounds as f64));
+        Some(Self {
+            per_client,
+            expected_clients,
+            expected_bytes: (expected_clients * per_client as f64).round() as u64,
+            most_bytes: s.clients as u64 * per_client,
+        })
+    }
+
+    /// A warning if the expected state is more than half of `available`
+    /// bytes of memory (the run may then be killed for lack of it).
+    pub fn warning(&self, strategy: &str, rounds: usize, available: u64) -> Option<String> {
+        (self.expected_bytes > available / 2).then(|| {
+            format!(
+                "{strategy} keeps a vector of {} for every client that trains: about {} after \
+                 {rounds} rounds (≈ {:.0} clients), more than half of the {} of memory available; \
+                 the run may be killed for lack of memory. Fewer clients (partition.clients or \
+                 data.devices) or rounds keep it smaller.",
+                crate::commands::human_bytes(self.per_client),
+                crate::commands::human_bytes(self.expected_bytes),
+                self.expected_clients,
+                crate::commands::human_bytes(available),
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod client_state_tests {
+    use super::*;
+
+    fn scenario(clients: usize, per_round: usize, rounds: usize) -> Scenario {
+        let text = format!(
+            "name = \"t\"\nrounds = {rounds}\nclients_per_round = {per_round}\n\
+             [data]\nkind = \"synthetic\"\ndevices = {clients}\n"
+        );
+        crate::scenario::from_str(&text, "t.toml", &[]).unwrap()
+    }
+
+    #[test]
+    fn expected_clients_follow_sampling_without_replacement_per_round() {
+        let scaffold = Scaffold::new(1.0, 0.1, false);
+        // Everyone every round; one round of 10 out of 1000; and the
+        // closed form for 5 of 50 over 3 rounds.
+        let all = ClientState::of(&scenario(20, 20, 4), 100, &scaffold).unwrap();
+        assert!((all.expected_clients - 20.0).abs() < 1e-9);
+        assert_eq!((all.per_client, all.most_bytes), (400, 8000));
+        assert_eq!(all.expected_bytes, 8000);
+        let one = ClientState::of(&scenario(1000, 10, 1), 100, &scaffold).unwrap();
+        assert!((one.expected_clients - 10.0).abs() < 1e-9);
+        let three = ClientState::of(&scenario(50, 5, 3), 100, &scaffold).unwrap();
+        let want = 50.0 * (1.0 - 0.9f64.powi(3));
+        assert!((three.expected_clients - want).abs() < 1e-9);
+        assert_eq!(three.expected_bytes, (want * 400.0).round() as u64);
+        // Strategies without per-client state have none.
+        assert_eq!(ClientState::of(&scenario(50, 5, 3), 100, &FedAvg), None);
+    }
+
+    #[test]
+    fn warns_only_when_the_state_may_not_fit() {
+        let st =
+            ClientState::of(&scenario(20, 20, 4), 100, &Scaffold::new(1.0, 0.1, false)).unwrap();
+        assert_eq!(st.warning("scaffold", 4, 16_000), None);
+        let w = st.warning("scaffold", 4, 15_998).unwrap();
+        assert!(w.starts_with("scaffold keeps a vector of 400 B"), "{w}");
+        assert!(
+            w.contains("about 8.00 kB after 4 rounds (≈ 20 clients)"),
+            "{w}"
+        );
+        assert!(w.contains("partition.clients"), "{w}");
+    }
+}
+
+/// Memory the OS says is available for new allocations, in bytes (Linux
+/// `MemAvailable`; `None` elsewhere).
+pub fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// Peak resident set size of this process in MiB (Linux only).
 pub fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -515,8 +631,7 @@ impl Experiment {
     /// the clients online at `now` (fewer if fewer are online).
     pub fn select(&self, round: usize, now: SimTime) -> Vec<usize> {
         let s = &self.scenario;
-        let m = ((s.clients_per_round as f64 * s.system.over_selection).ceil() as usize)
-            .clamp(s.clients_per_round, s.clients);
+        let m = selected_per_round(s);
         let mut rng = stream(s.seed, Purpose::Select, round as u64, 0);
         let avail = &s.system.availability;
         let mut sel = if avail.is_always() && s.system.selection == SelectionPolicy::Uniform {

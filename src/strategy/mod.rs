@@ -137,6 +137,15 @@ pub trait Strategy: Send + Sync {
         1
     }
 
+    /// Model-sized vectors the server keeps for every client that has
+    /// trained (default 0). SCAFFOLD keeps each such client's control
+    /// variate, so its memory grows with the clients that have taken part:
+    /// `fedsim inspect` estimates it ([`crate::experiment::ClientState`])
+    /// and `fedsim run` warns when it may not fit.
+    fn vectors_per_client(&self) -> u64 {
+        0
+    }
+
     /// Updates `global` in place from `updates` (non-empty, sorted by client
     /// id). Default, for strategies that read the updates through one
     /// weighted sum ([`Strategy::update_sum`]): that sum ([`sum_updates`])

@@ -92,6 +92,11 @@ impl Strategy for Scaffold {
         2
     }
 
+    /// Every client that has trained keeps its control variate `c_i`.
+    fn vectors_per_client(&self) -> u64 {
+        1
+    }
+
     fn client_correction(&self, client: usize) -> Option<Vec<f32>> {
         let ci = self.client_c.get(&client);
         if self.c.is_empty() && ci.is_none() {
