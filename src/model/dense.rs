@@ -24,7 +24,7 @@
 //! threads, and the same whichever of the two computes a product.
 
 use super::small_gemm::{self, Epilogue, Rows};
-use super::{Scratch, SgdStep};
+use super::{Model, Scratch, SgdStep};
 use crate::rng::Rng;
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2, s};
@@ -59,6 +59,90 @@ impl Input<'_> {
             Input::View(v) => v.nrows(),
             Input::Rows(r) => r.rows(),
         }
+    }
+}
+
+/// A [`Model`] computed by a [`Dense`] network (softmax regression, the
+/// MLP): the model's name and initialisation are its own, everything else
+/// is the network's (the [`Model`] impl below forwards to it).
+pub(crate) trait DenseModel: Send + Sync {
+    /// The network.
+    fn net(&self) -> &Dense;
+    /// The first word of [`Model::describe`], e.g. `"mlp"`.
+    fn kind(&self) -> &'static str;
+    /// [`Model::init_params`].
+    fn init(&self, rng: &mut Rng) -> Vec<f32>;
+}
+
+impl<T: DenseModel> Model for T {
+    fn describe(&self) -> String {
+        format!("{}({})", self.kind(), self.net().dims_string())
+    }
+    fn num_params(&self) -> usize {
+        self.net().num_params()
+    }
+    fn input_dim(&self) -> usize {
+        self.net().input_dim()
+    }
+    fn num_classes(&self) -> usize {
+        self.net().num_classes()
+    }
+    fn init_params(&self, rng: &mut Rng) -> Vec<f32> {
+        self.init(rng)
+    }
+    /// See [`Dense::train_flops`].
+    fn train_flops_per_sample(&self) -> f64 {
+        self.net().train_flops()
+    }
+    /// See [`Dense::forward_flops`].
+    fn eval_flops_per_sample(&self) -> f64 {
+        self.net().forward_flops()
+    }
+    fn loss_grad(
+        &self,
+        params: &[f32],
+        x: ArrayView2<f32>,
+        y: &[u32],
+        grad: &mut [f32],
+        scratch: &mut Scratch,
+    ) -> f32 {
+        self.net().loss_grad(params, x, y, grad, scratch)
+    }
+    fn sgd_step(
+        &self,
+        params: &mut [f32],
+        x: ArrayView2<f32>,
+        y: &[u32],
+        step: &SgdStep<'_>,
+        vel: &mut [f32],
+        grad: &mut [f32],
+        scratch: &mut Scratch,
+    ) -> f32 {
+        self.net().sgd_step(params, x, y, step, vel, grad, scratch)
+    }
+    fn sgd_step_rows(
+        &self,
+        params: &mut [f32],
+        from: Option<&[f32]>,
+        data: ArrayView2<f32>,
+        rows: &[u32],
+        y: &[u32],
+        step: &SgdStep<'_>,
+        vel: &mut [f32],
+        _grad: &mut [f32],
+        scratch: &mut Scratch,
+    ) -> Option<f32> {
+        self.net()
+            .sgd_step_rows(params, from, data, rows, y, step, vel, scratch)
+    }
+    fn evaluate(
+        &self,
+        params: &[f32],
+        x: ArrayView2<f32>,
+        y: &[u32],
+        scratch: &mut Scratch,
+    ) -> (f64, usize) {
+        self.net().evaluate(params, x, y, scratch)
     }
 }
 

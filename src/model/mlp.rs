@@ -8,10 +8,8 @@
 //! the model computes exactly what [`SoftmaxRegression`](super::SoftmaxRegression)
 //! does, but starts from random weights.
 
-use super::dense::Dense;
-use super::{Model, Scratch, SgdStep};
+use super::dense::{Dense, DenseModel};
 use crate::rng::Rng;
-use ndarray::ArrayView2;
 
 /// A multi-layer perceptron with ReLU hidden layers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,88 +39,25 @@ impl Mlp {
     }
 }
 
-impl Model for Mlp {
-    fn describe(&self) -> String {
-        format!("mlp({})", self.net.dims_string())
+impl DenseModel for Mlp {
+    fn net(&self) -> &Dense {
+        &self.net
     }
-    fn num_params(&self) -> usize {
-        self.net.num_params()
-    }
-    fn input_dim(&self) -> usize {
-        self.net.input_dim()
-    }
-    fn num_classes(&self) -> usize {
-        self.net.num_classes()
+    fn kind(&self) -> &'static str {
+        "mlp"
     }
     /// He-uniform weights `U(−√(6/fan_in), √(6/fan_in))`, drawn layer by
     /// layer in row-major order from `rng`; zero biases.
-    fn init_params(&self, rng: &mut Rng) -> Vec<f32> {
+    fn init(&self, rng: &mut Rng) -> Vec<f32> {
         self.net.init_he_uniform(rng)
-    }
-    /// With layer sizes `d_0 … d_L`: `6 Σ_l d_{l-1} d_l − 2 d_0 d_1`
-    /// (forward `2 Σ`, weight gradients `2 Σ`, input gradients `2 Σ` except
-    /// the input layer's, which is skipped). Bias, ReLU, softmax and the
-    /// optimiser step are not counted.
-    fn train_flops_per_sample(&self) -> f64 {
-        self.net.train_flops()
-    }
-    /// `2 Σ_l d_{l-1} d_l`.
-    fn eval_flops_per_sample(&self) -> f64 {
-        self.net.forward_flops()
-    }
-    fn loss_grad(
-        &self,
-        params: &[f32],
-        x: ArrayView2<f32>,
-        y: &[u32],
-        grad: &mut [f32],
-        scratch: &mut Scratch,
-    ) -> f32 {
-        self.net.loss_grad(params, x, y, grad, scratch)
-    }
-    fn sgd_step(
-        &self,
-        params: &mut [f32],
-        x: ArrayView2<f32>,
-        y: &[u32],
-        step: &SgdStep<'_>,
-        vel: &mut [f32],
-        grad: &mut [f32],
-        scratch: &mut Scratch,
-    ) -> f32 {
-        self.net.sgd_step(params, x, y, step, vel, grad, scratch)
-    }
-    fn sgd_step_rows(
-        &self,
-        params: &mut [f32],
-        from: Option<&[f32]>,
-        data: ArrayView2<f32>,
-        rows: &[u32],
-        y: &[u32],
-        step: &SgdStep<'_>,
-        vel: &mut [f32],
-        _grad: &mut [f32],
-        scratch: &mut Scratch,
-    ) -> Option<f32> {
-        self.net
-            .sgd_step_rows(params, from, data, rows, y, step, vel, scratch)
-    }
-    fn evaluate(
-        &self,
-        params: &[f32],
-        x: ArrayView2<f32>,
-        y: &[u32],
-        scratch: &mut Scratch,
-    ) -> (f64, usize) {
-        self.net.evaluate(params, x, y, scratch)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::SoftmaxRegression;
     use crate::model::dense::testutil::{check_gradient, random_data};
+    use crate::model::{Model, Scratch, SoftmaxRegression};
     use rand::SeedableRng;
 
     #[test]

@@ -6,10 +6,8 @@
 //! (`num_classes`); they start at zero, as in the authors' reference code.
 //! The computation is that of an [`Mlp`](super::Mlp) without hidden layers.
 
-use super::dense::Dense;
-use super::{Model, Scratch, SgdStep};
+use super::dense::{Dense, DenseModel};
 use crate::rng::Rng;
-use ndarray::ArrayView2;
 
 /// Softmax regression over `input_dim` features and `num_classes` classes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,77 +28,16 @@ impl SoftmaxRegression {
     }
 }
 
-impl Model for SoftmaxRegression {
-    fn describe(&self) -> String {
-        format!("softmax({})", self.net.dims_string())
+impl DenseModel for SoftmaxRegression {
+    fn net(&self) -> &Dense {
+        &self.net
     }
-    fn num_params(&self) -> usize {
-        self.net.num_params()
-    }
-    fn input_dim(&self) -> usize {
-        self.net.input_dim()
-    }
-    fn num_classes(&self) -> usize {
-        self.net.num_classes()
+    fn kind(&self) -> &'static str {
+        "softmax"
     }
     /// All zeros (the rng is not used), as in FedProx's reference code.
-    fn init_params(&self, _rng: &mut Rng) -> Vec<f32> {
+    fn init(&self, _rng: &mut Rng) -> Vec<f32> {
         self.net.init_zeros()
-    }
-    /// `4 · input_dim · num_classes`: forward `2·d·C`, weight gradient
-    /// `2·d·C`; no input gradient is computed.
-    fn train_flops_per_sample(&self) -> f64 {
-        self.net.train_flops()
-    }
-    /// `2 · input_dim · num_classes`.
-    fn eval_flops_per_sample(&self) -> f64 {
-        self.net.forward_flops()
-    }
-    fn loss_grad(
-        &self,
-        params: &[f32],
-        x: ArrayView2<f32>,
-        y: &[u32],
-        grad: &mut [f32],
-        scratch: &mut Scratch,
-    ) -> f32 {
-        self.net.loss_grad(params, x, y, grad, scratch)
-    }
-    fn sgd_step(
-        &self,
-        params: &mut [f32],
-        x: ArrayView2<f32>,
-        y: &[u32],
-        step: &SgdStep<'_>,
-        vel: &mut [f32],
-        grad: &mut [f32],
-        scratch: &mut Scratch,
-    ) -> f32 {
-        self.net.sgd_step(params, x, y, step, vel, grad, scratch)
-    }
-    fn sgd_step_rows(
-        &self,
-        params: &mut [f32],
-        from: Option<&[f32]>,
-        data: ArrayView2<f32>,
-        rows: &[u32],
-        y: &[u32],
-        step: &SgdStep<'_>,
-        vel: &mut [f32],
-        _grad: &mut [f32],
-        scratch: &mut Scratch,
-    ) -> Option<f32> {
-        self.net
-            .sgd_step_rows(params, from, data, rows, y, step, vel, scratch)
-    }
-    fn evaluate(
-        &self,
-        params: &[f32],
-        x: ArrayView2<f32>,
-        y: &[u32],
-        scratch: &mut Scratch,
-    ) -> (f64, usize) {
-        self.net.evaluate(params, x, y, scratch)
     }
 }
 
@@ -108,7 +45,9 @@ impl Model for SoftmaxRegression {
 mod tests {
     use super::*;
     use crate::model::dense::testutil::{check_gradient, random_data};
+    use crate::model::{Model, Scratch};
     use approx::assert_relative_eq;
+    use ndarray::ArrayView2;
     use ndarray::array;
     use rand::{RngExt, SeedableRng};
 
