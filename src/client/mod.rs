@@ -481,6 +481,36 @@ mod tests {
         (0..data.len() as u32).collect()
     }
 
+    /// `base` with every optimiser term on if `full` — momentum, weight
+    /// decay, FedProx's proximal term and the correction `corr` — else plain
+    /// SGD; no label map.
+    fn with_terms(base: LocalConfig, full: bool, corr: &[f32]) -> (LocalConfig, LocalExtras<'_>) {
+        let on = |v: f32| if full { v } else { 0.0 };
+        let cfg = LocalConfig {
+            momentum: on(0.9),
+            weight_decay: on(1e-3),
+            prox_mu: on(0.1),
+            ..base
+        };
+        let extras = LocalExtras {
+            correction: full.then_some(corr),
+            label_map: None,
+        };
+        (cfg, extras)
+    }
+
+    /// [`train_local`] on every row of `data`, with no step limit and a
+    /// fresh scratch.
+    fn train_all(
+        m: &dyn Model,
+        data: &Dataset,
+        p0: &[f32],
+        cfg: &LocalConfig,
+        rng: &mut Rng,
+    ) -> LocalResult {
+        train_local(m, data, &all(data), p0, cfg, None, rng, &mut Scratch::new())
+    }
+
     fn accuracy(model: &dyn Model, p: &[f32], data: &Dataset) -> (f64, f64) {
         let (loss, correct) = model.evaluate(p, data.x.view(), &data.y, &mut Scratch::new());
         (loss / data.len() as f64, correct as f64 / data.len() as f64)
@@ -552,16 +582,7 @@ mod tests {
             lr: 0.1,
             ..LocalConfig::default()
         };
-        let r = train_local(
-            &m,
-            &data,
-            &all(&data),
-            &p0,
-            &cfg,
-            None,
-            &mut rng,
-            &mut Scratch::new(),
-        );
+        let r = train_all(&m, &data, &p0, &cfg, &mut rng);
         let (l0, _) = accuracy(&m, &p0, &data);
         let (l1, acc) = accuracy(&m, &r.params, &data);
         assert_relative_eq!(l0, 3f64.ln(), max_relative = 1e-6);
@@ -652,18 +673,12 @@ mod tests {
             let p0 = m.init_params(&mut rng);
             let corr = vec![0.01f32; m.num_params()];
             for (batch_size, full) in [(6, false), (20, false), (7, true)] {
-                let cfg = LocalConfig {
+                let base = LocalConfig {
                     epochs: 3,
                     batch_size,
-                    momentum: if full { 0.9 } else { 0.0 },
-                    weight_decay: if full { 1e-3 } else { 0.0 },
-                    prox_mu: if full { 0.1 } else { 0.0 },
                     ..LocalConfig::default()
                 };
-                let extras = LocalExtras {
-                    correction: full.then_some(&corr[..]),
-                    label_map: None,
-                };
+                let (cfg, extras) = with_terms(base, full, &corr);
                 let mut s = Scratch::new();
                 let run = |s: &mut Scratch| {
                     let mut r = Rng::seed_from_u64(4);
@@ -812,16 +827,7 @@ mod tests {
             batch_size: 30,
             ..LocalConfig::default()
         };
-        let r = train_local(
-            &m,
-            &data,
-            &all(&data),
-            &p0,
-            &cfg,
-            None,
-            &mut rng,
-            &mut Scratch::new(),
-        );
+        let r = train_all(&m, &data, &p0, &cfg, &mut rng);
         assert_eq!(r.params, p0);
         // Full batch at fixed params: the train loss is the data loss.
         let (loss, _) = accuracy(&m, &p0, &data);
@@ -885,16 +891,7 @@ mod tests {
             prox_mu: 0.5,
             ..LocalConfig::default()
         };
-        let r = train_local(
-            &m,
-            &data,
-            &all(&data),
-            &p0,
-            &cfg,
-            None,
-            &mut rng,
-            &mut Scratch::new(),
-        );
+        let r = train_all(&m, &data, &p0, &cfg, &mut rng);
         let mut w = p0.clone();
         let mut v = vec![0.0f32; w.len()];
         let mut g = vec![0.0f32; w.len()];
@@ -915,16 +912,7 @@ mod tests {
             momentum: 0.0,
             ..cfg.clone()
         };
-        let r2 = train_local(
-            &m,
-            &data,
-            &all(&data),
-            &p0,
-            &plain,
-            None,
-            &mut rng,
-            &mut Scratch::new(),
-        );
+        let r2 = train_all(&m, &data, &p0, &plain, &mut rng);
         let diff: f32 = r2.params.iter().zip(&w).map(|(a, b)| (a - b).abs()).sum();
         assert!(diff > 1e-2, "momentum had no effect ({diff})");
     }
@@ -1060,16 +1048,7 @@ mod tests {
             assert_relative_eq!(a, b, epsilon = 1e-5, max_relative = 1e-4);
         }
         // And the correction matters: without it the result differs.
-        let plain = train_local(
-            &m,
-            &data,
-            &all(&data),
-            &p0,
-            &cfg,
-            None,
-            &mut rng,
-            &mut Scratch::new(),
-        );
+        let plain = train_all(&m, &data, &p0, &cfg, &mut rng);
         let diff: f32 = plain
             .params
             .iter()
@@ -1148,19 +1127,13 @@ mod tests {
             let p0 = m.init_params(&mut rng);
             let corr = vec![0.003f32; m.num_params()];
             for (batch_size, full) in [(10, false), (13, true), (70, false)] {
-                let cfg = LocalConfig {
+                let base = LocalConfig {
                     epochs: 2,
                     batch_size,
                     lr: 0.05,
-                    momentum: if full { 0.9 } else { 0.0 },
-                    weight_decay: if full { 1e-3 } else { 0.0 },
-                    prox_mu: if full { 0.1 } else { 0.0 },
                     ..LocalConfig::default()
                 };
-                let extras = LocalExtras {
-                    correction: full.then_some(&corr[..]),
-                    label_map: None,
-                };
+                let (cfg, extras) = with_terms(base, full, &corr);
                 let run = |d: &Dataset| {
                     let mut r = Rng::seed_from_u64(5);
                     let mut s = Scratch::new();
