@@ -535,6 +535,7 @@ fn table(rows: &[Row], peak_per_core: f64) -> String {
         "% of GEMM peak",
         "eval % of wall",
         "overhead % of wall",
+        "of which sums %",
         "peak RSS MiB",
     ];
     let mut cells: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
@@ -574,6 +575,7 @@ fn table(rows: &[Row], peak_per_core: f64) -> String {
             pct(train_gflops, peak_per_core * t.threads as f64),
             pct(t.eval_s, t.wall_s),
             pct(overhead, t.wall_s),
+            pct(sums_s, t.wall_s),
             t.peak_rss_mib.map_or("-".into(), |m| format!("{m:.0}")),
         ]);
     }
@@ -752,7 +754,9 @@ fn main() -> ExitCode {
          train GFLOP/s: training FLOPs / time in training (without the update sums and the \
          generation of on-demand clients' rows, each at its CPU time / threads); % of GEMM \
          peak: that over the per-core peak × threads; overhead: wall − training − evaluation, \
-         plus the CPU time of the update sums built while clients train / threads.\n",
+         plus the CPU time of the update sums built while clients train / threads; of which \
+         sums: that last part alone (the rest is selection, planning, aggregation after \
+         training and bookkeeping).\n",
     );
     println!("\n{gemm_text}\n{table}{scaling}");
     if !warnings.is_empty() {
