@@ -677,7 +677,9 @@ impl Experiment {
         };
         let mut diverged = false;
         let attackers = Attackers::new(self);
-        let mut sum_buffer = Vec::new();
+        // Reused from round to round: the sum, and the model the sum's last
+        // pass rounds into (the previous round's model).
+        let (mut sum_buffer, mut model_buffer) = (Vec::new(), Vec::new());
         for round in 1..=s.rounds {
             let selected = self.select(round, now);
             let plans: Vec<Plan> = selected
@@ -725,7 +727,10 @@ impl Experiment {
             // it built while the clients train.
             let (trained, sum) = match self.strategy.update_sum() {
                 Some(kind) => {
-                    let sum = self.running_sum(&jobs, kind, std::mem::take(&mut sum_buffer));
+                    let mut sum = self.running_sum(&jobs, kind, std::mem::take(&mut sum_buffer));
+                    if self.strategy.model_is_mean() {
+                        sum.round_into(std::mem::take(&mut model_buffer));
+                    }
                     let (t, sum) = self.train_jobs_summed(
                         &jobs,
                         &local,
@@ -734,7 +739,7 @@ impl Experiment {
                         sum,
                         &global,
                     );
-                    (t, Some(sum))
+                    (t, Some(sum.into_parts()))
                 }
                 None => (
                     self.train_jobs(&jobs, &local, &attackers, &mut timing),
@@ -745,13 +750,22 @@ impl Experiment {
             let malicious_updates = trained.iter().filter(|t| t.malicious).count();
             let updates: Vec<ClientUpdate> = trained.into_iter().map(|t| t.update).collect();
             let train_loss = mean_train_loss(&updates);
+            // Whether the new model is finite, if the sum's last pass saw it.
+            let mut finite = None;
             if !updates.is_empty() {
                 let info = RoundInfo {
                     round,
                     population: s.clients,
                 };
                 match sum {
-                    Some(sum) => {
+                    Some((sum, Some((mut model, all_finite)))) => {
+                        // The mean, rounded by the sum's last pass: what
+                        // `aggregate_sum` would compute.
+                        std::mem::swap(&mut global, &mut model);
+                        finite = Some(all_finite);
+                        (sum_buffer, model_buffer) = (sum, model);
+                    }
+                    Some((sum, None)) => {
                         self.strategy
                             .aggregate_sum(&mut global, &sum, &updates, &info);
                         // Next round's sum is built in the same memory.
@@ -765,7 +779,7 @@ impl Experiment {
             now = tl.close;
             cum_down += tl.bytes_down;
             cum_up += tl.bytes_up;
-            let bad_params = !all_finite(&global);
+            let bad_params = !finite.unwrap_or_else(|| all_finite(&global));
             let bad_loss = train_loss.is_some_and(|l| !l.is_finite());
             let last = round == s.rounds || bad_params || bad_loss;
             if round % s.eval.every == 0 || last {

@@ -341,7 +341,8 @@ impl Experiment {
     /// others go on training) — so they are read while still in cache and
     /// never all held at once — and their vectors become the parameter
     /// vectors of whichever workers start clients next. Returns the updates
-    /// without their parameters and the sum, bit for bit
+    /// without their parameters and the finished sum
+    /// ([`RunningSum::into_parts`]), bit for bit
     /// `crate::strategy::sum_updates` of the full updates.
     pub fn train_jobs_summed(
         &self,
@@ -351,9 +352,9 @@ impl Experiment {
         timing: &mut Timing,
         sum: RunningSum,
         global: &[f32],
-    ) -> (Vec<Trained>, Vec<f64>) {
+    ) -> (Vec<Trained>, RunningSum) {
         let (trained, sum) = self.run_jobs(jobs, local, attackers, timing, Some((sum, global)));
-        (trained, sum.unwrap_or_default())
+        (trained, sum.expect("a sum was given"))
     }
 
     fn run_jobs(
@@ -363,7 +364,7 @@ impl Experiment {
         attackers: &Attackers,
         timing: &mut Timing,
         sum: Option<(RunningSum, &[f32])>,
-    ) -> (Vec<Trained>, Option<Vec<f64>>) {
+    ) -> (Vec<Trained>, Option<RunningSum>) {
         let s = &self.scenario;
         let n = jobs.len();
         let slots: Vec<Mutex<Option<LocalResult>>> = (0..n).map(|_| Mutex::new(None)).collect();
@@ -452,7 +453,7 @@ impl Experiment {
         let sum = summing.map(|(rs, x)| {
             let mut rs = rs.into_inner().unwrap_or_else(PoisonError::into_inner);
             advance(&mut rs, x, true);
-            rs.into_sum()
+            rs
         });
         let model = self.model.as_ref();
         let trained = jobs
@@ -797,7 +798,10 @@ attack = "label-flip"
                 &base,
             );
             assert_eq!(trained.len(), 12);
-            (with_thread_scratch(|s| s.fresh_vectors()) - before, sum)
+            (
+                with_thread_scratch(|s| s.fresh_vectors()) - before,
+                sum.into_sum(),
+            )
         });
         // The first group is trained into new vectors; every later client
         // into one the sum had consumed.

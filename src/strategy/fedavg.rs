@@ -19,6 +19,10 @@ impl Strategy for FedAvg {
         Some(SumKind::Mean)
     }
 
+    fn model_is_mean(&self) -> bool {
+        true
+    }
+
     fn aggregate_sum(
         &mut self,
         global: &mut [f32],

@@ -38,6 +38,10 @@ impl Strategy for FedProx {
         FedAvg.update_sum()
     }
 
+    fn model_is_mean(&self) -> bool {
+        true
+    }
+
     fn aggregate_sum(
         &mut self,
         global: &mut [f32],

@@ -173,6 +173,15 @@ pub trait Strategy: Send + Sync {
         None
     }
 
+    /// Whether the new model is exactly the round's [`SumKind::Mean`] sum
+    /// rounded to f32 — what [`Strategy::aggregate_sum`] then does, and
+    /// all it does (default false; FedAvg and FedProx). The engine then
+    /// has the running sum round each coordinate in its last pass, while
+    /// the value is in a register, instead of calling `aggregate_sum`.
+    fn model_is_mean(&self) -> bool {
+        false
+    }
+
     /// [`Strategy::aggregate`] given the sum [`Strategy::update_sum`]
     /// names, as [`sum_updates`] computes it; `updates` carry everything
     /// but their parameters, which may be empty. Only called on strategies
@@ -272,6 +281,10 @@ pub struct RunningSum {
     weights: Vec<f64>,
     acc: Vec<f64>,
     done: usize,
+    /// Where the last pass writes the sum rounded to f32, if asked
+    /// ([`RunningSum::round_into`]), and whether every rounded value was
+    /// finite.
+    rounded: Option<(Vec<f32>, bool)>,
 }
 
 impl RunningSum {
@@ -295,7 +308,24 @@ impl RunningSum {
             weights: weights_of(sizes),
             acc: buffer,
             done: 0,
+            rounded: None,
         }
+    }
+
+    /// Also writes the finished sum rounded to f32 into `buffer` (resized
+    /// to the sum's length; contents ignored), in the pass that adds the
+    /// last updates — while each coordinate is still in a register —
+    /// noting whether every rounded value is finite. See
+    /// [`RunningSum::into_parts`].
+    ///
+    /// # Panics
+    /// If the sum is not a [`SumKind::Mean`] (a rounded mean update is no
+    /// model), or updates were added already.
+    pub fn round_into(&mut self, mut buffer: Vec<f32>) {
+        assert_eq!(self.kind, SumKind::Mean, "only a mean rounds to a model");
+        assert_eq!(self.done, 0, "ask before adding");
+        buffer.resize(self.acc.len(), 0.0);
+        self.rounded = Some((buffer, true));
     }
 
     /// Updates added so far.
@@ -325,14 +355,23 @@ impl RunningSum {
         let ws = &self.weights[self.done..self.done + ys.len()];
         let (kind, acc, first) = (self.kind, &mut self.acc[..], self.done == 0);
         assert!(x.len() >= acc.len() && ys.iter().all(|y| y.len() >= acc.len()));
+        let last = self.done + ys.len() == self.weights.len();
+        let round = match &mut self.rounded {
+            Some((out, _)) if last && !ys.is_empty() => Some(&mut out[..]),
+            _ => None,
+        };
         #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") {
+        let finite = if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2 (checked just above).
-            unsafe { add_terms_avx2(kind, acc, ws, x, ys, first) };
-            self.done += ys.len();
-            return;
+            unsafe { add_terms_avx2(kind, acc, ws, x, ys, first, round) }
+        } else {
+            add_terms(kind, acc, ws, x, ys, first, round)
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let finite = add_terms(kind, acc, ws, x, ys, first, round);
+        if let Some((_, all)) = &mut self.rounded {
+            *all &= finite;
         }
-        add_terms(kind, acc, ws, x, ys, first);
         self.done += ys.len();
     }
 
@@ -340,13 +379,24 @@ impl RunningSum {
     ///
     /// # Panics
     /// If not every update was added.
-    pub fn into_sum(mut self) -> Vec<f64> {
+    pub fn into_sum(self) -> Vec<f64> {
+        self.into_parts().0
+    }
+
+    /// The finished sum, and with [`RunningSum::round_into`] the sum
+    /// rounded to f32 with whether all of it is finite — `None` if no
+    /// update was added (no pass ran to round it).
+    ///
+    /// # Panics
+    /// If not every update was added.
+    pub fn into_parts(mut self) -> (Vec<f64>, Option<(Vec<f32>, bool)>) {
         assert_eq!(self.done, self.weights.len(), "every update must be added");
         if self.done == 0 {
             // Nothing started the coordinates from zero.
             self.acc.fill(0.0);
+            self.rounded = None;
         }
-        self.acc
+        (self.acc, self.rounded)
     }
 }
 
@@ -357,39 +407,82 @@ const ADD_PASS: usize = 4;
 
 /// `acc[j] += kind.term(ws[q], ys[q][j], x[j])` for every `j`, for `q` in
 /// order; with `first`, `acc` is taken as zero (its contents are not read).
+/// With `round` (a [`SumKind::Mean`] only), the last pass also writes every
+/// finished coordinate rounded to f32 into it; returns whether all of
+/// those were finite (true without `round`).
 #[inline(always)]
-fn add_terms(kind: SumKind, acc: &mut [f64], ws: &[f64], x: &[f32], ys: &[&[f32]], first: bool) {
-    let mut q = 0;
-    while q < ys.len() {
-        let (w, y) = (&ws[q..], &ys[q..]);
-        q += match (ys.len() - q, first && q == 0) {
-            (1, false) => add_pass::<1, false>(kind, acc, w, x, y),
-            (2, false) => add_pass::<2, false>(kind, acc, w, x, y),
-            (3, false) => add_pass::<3, false>(kind, acc, w, x, y),
-            (_, false) => add_pass::<ADD_PASS, false>(kind, acc, w, x, y),
-            (1, true) => add_pass::<1, true>(kind, acc, w, x, y),
-            (2, true) => add_pass::<2, true>(kind, acc, w, x, y),
-            (3, true) => add_pass::<3, true>(kind, acc, w, x, y),
-            (_, true) => add_pass::<ADD_PASS, true>(kind, acc, w, x, y),
-        };
-    }
-}
-
-/// One pass of [`add_terms`] over the first `N` of `ys`, starting every
-/// coordinate from `0.0` instead of `acc` if `ZERO`; returns `N`.
-#[inline(always)]
-fn add_pass<const N: usize, const ZERO: bool>(
+fn add_terms(
     kind: SumKind,
     acc: &mut [f64],
     ws: &[f64],
     x: &[f32],
     ys: &[&[f32]],
-) -> usize {
+    first: bool,
+    mut round: Option<&mut [f32]>,
+) -> bool {
+    let mut finite = true;
+    let mut q = 0;
+    while q < ys.len() {
+        let (w, y) = (&ws[q..], &ys[q..]);
+        let n = (ys.len() - q).min(ADD_PASS);
+        let out = if q + n == ys.len() {
+            round.take()
+        } else {
+            None
+        };
+        let zero = first && q == 0;
+        // Every (passes, zero start, rounding) variant, each compiled alone.
+        macro_rules! pass {
+            ($($n:literal)*) => {
+                match (n, zero, out) {
+                    $(
+                        ($n, false, None) => add_pass::<$n, false, false>(kind, acc, w, x, y, &mut []),
+                        ($n, true, None) => add_pass::<$n, true, false>(kind, acc, w, x, y, &mut []),
+                        ($n, false, Some(o)) => add_pass::<$n, false, true>(kind, acc, w, x, y, o),
+                        ($n, true, Some(o)) => add_pass::<$n, true, true>(kind, acc, w, x, y, o),
+                    )*
+                    _ => unreachable!("passes take 1 to {ADD_PASS} updates"),
+                }
+            };
+        }
+        finite &= pass!(1 2 3 4);
+        q += n;
+    }
+    finite
+}
+
+/// One pass of [`add_terms`] over the first `N` of `ys`, starting every
+/// coordinate from `0.0` instead of `acc` if `ZERO`, and if `ROUND` also
+/// writing each finished coordinate rounded to f32 into `out`; returns
+/// whether all rounded values were finite (true without `ROUND`).
+#[inline(always)]
+fn add_pass<const N: usize, const ZERO: bool, const ROUND: bool>(
+    kind: SumKind,
+    acc: &mut [f64],
+    ws: &[f64],
+    x: &[f32],
+    ys: &[&[f32]],
+    out: &mut [f32],
+) -> bool {
     let n = acc.len();
     let w: [f64; N] = std::array::from_fn(|q| ws[q]);
     let y: [&[f32]; N] = std::array::from_fn(|q| &ys[q][..n]);
     let x = &x[..n];
     match kind {
+        SumKind::Mean if ROUND => {
+            let out = &mut out[..n];
+            let mut finite = true;
+            for ((j, a), o) in acc.iter_mut().enumerate().zip(out.iter_mut()) {
+                let mut s = if ZERO { 0.0 } else { *a };
+                for q in 0..N {
+                    s += SumKind::Mean.term(w[q], y[q][j], 0.0);
+                }
+                *a = s;
+                *o = s as f32;
+                finite &= o.is_finite();
+            }
+            return finite;
+        }
         SumKind::Mean => {
             for (j, a) in acc.iter_mut().enumerate() {
                 let mut s = if ZERO { 0.0 } else { *a };
@@ -409,7 +502,7 @@ fn add_pass<const N: usize, const ZERO: bool>(
             }
         }
     }
-    N
+    true
 }
 
 /// [`add_terms`] compiled with AVX2 enabled (but not FMA: products and
@@ -426,8 +519,9 @@ unsafe fn add_terms_avx2(
     x: &[f32],
     ys: &[&[f32]],
     first: bool,
-) {
-    add_terms(kind, acc, ws, x, ys, first);
+    round: Option<&mut [f32]>,
+) -> bool {
+    add_terms(kind, acc, ws, x, ys, first, round)
 }
 
 /// The weighted mean update `Δ = Σ p_i (y_i − x)` with `p_i = n_i / Σ n`,
@@ -757,10 +851,63 @@ mod tests {
                             bits64(&want),
                             "{kind:?} p = {p} k = {k} g = {group}"
                         );
+                        if kind == SumKind::Mean {
+                            // The model rounded in the last pass is the
+                            // rounded sum, wherever the last pass starts.
+                            let mut rs = RunningSum::new(kind, p, &sizes);
+                            rs.round_into(vec![f32::NAN; 3]);
+                            for g in ups.chunks(group) {
+                                let ys: Vec<&[f32]> =
+                                    g.iter().map(|u| u.params.as_slice()).collect();
+                                rs.add(&global, &ys);
+                            }
+                            let (sum, rounded) = rs.into_parts();
+                            let (model, finite) = rounded.expect("rounded in the last pass");
+                            let want32: Vec<f32> = want.iter().map(|&v| v as f32).collect();
+                            assert_eq!(bits64(&sum), bits64(&want));
+                            assert_eq!(bits32(&model), bits32(&want32), "p = {p} g = {group}");
+                            assert!(finite);
+                        }
                     }
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_rounded_model_reports_values_that_are_not_finite() {
+        let sizes = [1, 1, 1];
+        let ys: [&[f32]; 3] = [&[1.0, 2.0], &[f32::MAX, 0.0], &[f32::MAX, 1.0]];
+        for split in 1..=3 {
+            let mut rs = RunningSum::new(SumKind::Mean, 2, &sizes);
+            rs.round_into(Vec::new());
+            for g in ys.chunks(split) {
+                rs.add(&[0.0; 2], g);
+            }
+            let (sum, rounded) = rs.into_parts();
+            let (model, finite) = rounded.unwrap();
+            // (1 + 2·MAX)/3: large, finite in f32 too.
+            assert_eq!(model[0], sum[0] as f32);
+            assert!(finite && model[0] > f32::MAX / 2.0, "split {split}");
+        }
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let mut rs = RunningSum::new(SumKind::Mean, 2, &[1, 1]);
+            rs.round_into(Vec::new());
+            rs.add(&[0.0; 2], &[&[1.0, bad]]);
+            rs.add(&[0.0; 2], &[&[1.0, 1.0]]);
+            let (_, rounded) = rs.into_parts();
+            assert!(!rounded.unwrap().1, "{bad} is reported");
+        }
+        // Nothing added: nothing rounded.
+        let mut rs = RunningSum::new(SumKind::Mean, 2, &[]);
+        rs.round_into(Vec::new());
+        assert_eq!(rs.into_parts(), (vec![0.0; 2], None));
+    }
+
+    #[test]
+    #[should_panic(expected = "only a mean rounds to a model")]
+    fn only_a_mean_rounds_to_a_model() {
+        RunningSum::new(SumKind::Delta, 2, &[1]).round_into(Vec::new());
     }
 
     #[test]
@@ -813,8 +960,29 @@ mod tests {
                 a.aggregate(&mut x, &ups, &info);
                 b.aggregate_sum(&mut y, &sum, &stripped, &info);
                 assert_eq!(bits32(&x), bits32(&y), "{} round {round}", a.name());
+                if a.model_is_mean() {
+                    // The engine may take the rounded sum as the model.
+                    let rounded: Vec<f32> = sum.iter().map(|&v| v as f32).collect();
+                    assert_eq!(kind, SumKind::Mean);
+                    assert_eq!(bits32(&rounded), bits32(&y), "{} round {round}", a.name());
+                }
             }
         }
+        let means: Vec<String> = [
+            Box::new(FedAvg) as Box<dyn Strategy>,
+            Box::new(FedProx {
+                mu: 0.1,
+                partial_work: true,
+            }),
+            Box::new(FedAvgM::new(0.7, 0.9)),
+            Box::new(FedSgd { server_lr: 0.5 }),
+            Box::new(Median),
+        ]
+        .iter()
+        .filter(|s| s.model_is_mean())
+        .map(|s| s.name())
+        .collect();
+        assert_eq!(means, ["fedavg", "fedprox"]);
         for other in [
             Box::new(Median) as Box<dyn Strategy>,
             Box::new(Scaffold::new(1.0, 0.1, false)),
