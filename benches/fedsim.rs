@@ -122,10 +122,6 @@ struct Timing {
     /// of older versions).
     #[serde(default)]
     generate_cpu_s: f64,
-    /// CPU seconds planning the next round while one trains (absent in
-    /// results of older versions).
-    #[serde(default)]
-    plan_ahead_cpu_s: f64,
     threads: usize,
     peak_rss_mib: Option<f64>,
 }
@@ -547,10 +543,8 @@ fn table(rows: &[Row], peak_per_core: f64) -> String {
         let t = &r.timing;
         // Training time without the update sums built during it, nor the
         // generation of on-demand clients' rows.
-        let per_thread = |cpu_s: f64| cpu_s / t.threads.max(1) as f64;
-        let sums_s = per_thread(t.sum_cpu_s);
-        let ahead_s = per_thread(t.plan_ahead_cpu_s);
-        let train_s = t.train_s - sums_s - ahead_s - per_thread(t.generate_cpu_s);
+        let sums_s = t.sum_cpu_s / t.threads.max(1) as f64;
+        let train_s = t.train_s - sums_s - t.generate_cpu_s / t.threads.max(1) as f64;
         let train_gflops = if train_s > 0.0 {
             t.train_flops / train_s / 1e9
         } else {
@@ -561,9 +555,9 @@ fn table(rows: &[Row], peak_per_core: f64) -> String {
         } else {
             "-".into()
         };
-        // Update sums built, and the next round planned, while clients
-        // train count as overhead, at their CPU time spread over the threads.
-        let overhead = (t.wall_s - t.train_s - t.eval_s).max(0.0) + sums_s + ahead_s;
+        // Update sums built while clients train count as overhead, at
+        // their CPU time spread over the threads.
+        let overhead = (t.wall_s - t.train_s - t.eval_s).max(0.0) + sums_s;
         cells.push(vec![
             r.name.clone(),
             r.summary.clients.to_string(),
@@ -757,13 +751,12 @@ fn main() -> ExitCode {
     }
     md.push_str(
         "\nwall s: run time without setup (data loading, partitioning), shown apart; \
-         train GFLOP/s: training FLOPs / time in training (without the update sums, the \
-         next round's planning and the generation of on-demand clients' rows, each at its CPU \
-         time / threads); % of GEMM peak: that over the per-core peak × threads; overhead: \
-         wall − training − evaluation, plus the CPU time of the update sums built and of the \
-         next round planned while clients train / threads; of which sums: the update sums \
-         alone (the rest is selection, planning, aggregation after training and \
-         bookkeeping).\n",
+         train GFLOP/s: training FLOPs / time in training (without the update sums and the \
+         generation of on-demand clients' rows, each at its CPU time / threads); % of GEMM \
+         peak: that over the per-core peak × threads; overhead: wall − training − evaluation, \
+         plus the CPU time of the update sums built while clients train / threads; of which \
+         sums: that last part alone (the rest is selection, planning, aggregation after \
+         training and bookkeeping).\n",
     );
     println!("\n{gemm_text}\n{table}{scaling}");
     if !warnings.is_empty() {

@@ -21,11 +21,8 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::client::LocalConfig;
 use crate::data::{DataError, DataSplit, Dataset, idx, synthetic};
-use crate::engine::{
-    ClientTrip, CloseReason, Fate, RoundTimeline, ServerStep, SimTime, plan_round,
-};
+use crate::engine::{ClientTrip, CloseReason, Fate, ServerStep, SimTime, plan_round};
 use crate::model::{Mlp, Model, SoftmaxRegression, all_finite};
 use crate::partition::{self, PartitionError};
 use crate::population::Population;
@@ -156,11 +153,6 @@ pub struct Timing {
     /// clients generated on demand (`data.on_demand`) when they train
     /// (inside `train_s`; 0 otherwise).
     pub generate_cpu_s: f64,
-    /// CPU seconds spent selecting and planning the next round's clients
-    /// while this round's clients trained (synchronous rounds in one
-    /// process; inside `train_s`, but bookkeeping).
-    #[serde(default)]
-    pub plan_ahead_cpu_s: f64,
     /// Threads used (per process).
     pub threads: usize,
     /// Processes that shared the training in a distributed run (MPI
@@ -294,16 +286,6 @@ pub fn peak_rss_mib() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
-}
-
-/// A synchronous round as planned before training
-/// ([`Experiment::plan_whole_round`]).
-struct RoundPlan {
-    round: usize,
-    start: SimTime,
-    selected: Vec<usize>,
-    plans: Vec<Plan>,
-    timeline: RoundTimeline,
 }
 
 /// What a finished run reports.
@@ -644,41 +626,6 @@ impl Experiment {
         self.model_bytes() * self.strategy.vectors_per_transfer()
     }
 
-    /// Round `round`, starting at `start`: its selection, each selected
-    /// client's trip plan and the round's timeline (who completes, drops
-    /// out or is late; when it closes). A function of the round number and
-    /// start time alone (and the scenario), so it may be drawn ahead.
-    fn plan_whole_round(
-        &self,
-        round: usize,
-        start: SimTime,
-        local: &LocalConfig,
-        bytes: u64,
-    ) -> RoundPlan {
-        let s = &self.scenario;
-        let selected = self.select(round, start);
-        let plans: Vec<Plan> = selected
-            .iter()
-            .map(|&c| self.plan_client(round as u64, c, local, s.system.deadline, start))
-            .collect();
-        let trips: Vec<ClientTrip> = plans.iter().map(|p| p.trip).collect();
-        let timeline = plan_round(
-            start,
-            &trips,
-            s.clients_per_round,
-            s.system.deadline,
-            bytes,
-            bytes,
-        );
-        RoundPlan {
-            round,
-            start,
-            selected,
-            plans,
-            timeline,
-        }
-    }
-
     /// The clients selected in `round`, which starts at `now` (sorted by
     /// id): `ceil(K × over_selection)` chosen by the selection policy among
     /// the clients online at `now` (fewer if fewer are online).
@@ -733,23 +680,21 @@ impl Experiment {
         // Reused from round to round: the sum, and the model the sum's last
         // pass rounds into (the previous round's model).
         let (mut sum_buffer, mut model_buffer) = (Vec::new(), Vec::new());
-        // A round's selection and trips depend only on its number and start
-        // time, known once the previous round is planned: in one process
-        // they are drawn on a worker while the previous round trains (MPI
-        // calls must stay on this thread, so not in a distributed run).
-        let plan_ahead = self.trainer().ranks() == 1;
-        let mut ahead: Option<RoundPlan> = None;
         for round in 1..=s.rounds {
-            let RoundPlan {
-                selected,
-                plans,
-                timeline: mut tl,
-                ..
-            } = match ahead.take() {
-                Some(p) if p.round == round && p.start == now => p,
-                _ => self.plan_whole_round(round, now, &local, bytes),
-            };
+            let selected = self.select(round, now);
+            let plans: Vec<Plan> = selected
+                .iter()
+                .map(|&c| self.plan_client(round as u64, c, &local, s.system.deadline, now))
+                .collect();
             let trips: Vec<ClientTrip> = plans.iter().map(|p| p.trip).collect();
+            let mut tl = plan_round(
+                now,
+                &trips,
+                s.clients_per_round,
+                s.system.deadline,
+                bytes,
+                bytes,
+            );
             // No client online: the server waits and tries again.
             let idle = selected.is_empty();
             if idle {
@@ -780,15 +725,12 @@ impl Experiment {
                 .collect();
             // Strategies that read the updates through one weighted sum get
             // it built while the clients train.
-            let mut sum = self.strategy.update_sum().map(|kind| {
-                let mut sum = self.running_sum(&jobs, kind, std::mem::take(&mut sum_buffer));
-                if self.strategy.model_is_mean() {
-                    sum.round_into(std::mem::take(&mut model_buffer));
-                }
-                sum
-            });
-            let mut train = || match sum.take() {
-                Some(sum) => {
+            let (trained, sum) = match self.strategy.update_sum() {
+                Some(kind) => {
+                    let mut sum = self.running_sum(&jobs, kind, std::mem::take(&mut sum_buffer));
+                    if self.strategy.model_is_mean() {
+                        sum.round_into(std::mem::take(&mut model_buffer));
+                    }
                     let (t, sum) = self.train_jobs_summed(
                         &jobs,
                         &local,
@@ -804,21 +746,6 @@ impl Experiment {
                     None,
                 ),
             };
-            let next_start = tl.close;
-            let ((trained, sum), next) = if plan_ahead && round < s.rounds && !jobs.is_empty() {
-                let (trained, next) = rayon::join(train, || {
-                    let t = Instant::now();
-                    let p = self.plan_whole_round(round + 1, next_start, &local, bytes);
-                    (p, t.elapsed().as_secs_f64())
-                });
-                (trained, Some(next))
-            } else {
-                (train(), None)
-            };
-            if let Some((p, cpu_s)) = next {
-                timing.plan_ahead_cpu_s += cpu_s;
-                ahead = Some(p);
-            }
             drop(jobs);
             let malicious_updates = trained.iter().filter(|t| t.malicious).count();
             let updates: Vec<ClientUpdate> = trained.into_iter().map(|t| t.update).collect();
