@@ -469,28 +469,21 @@ fn add_pass<const N: usize, const ZERO: bool, const ROUND: bool>(
     let y: [&[f32]; N] = std::array::from_fn(|q| &ys[q][..n]);
     let x = &x[..n];
     match kind {
-        SumKind::Mean if ROUND => {
-            let out = &mut out[..n];
-            let mut finite = true;
-            for ((j, a), o) in acc.iter_mut().enumerate().zip(out.iter_mut()) {
-                let mut s = if ZERO { 0.0 } else { *a };
-                for q in 0..N {
-                    s += SumKind::Mean.term(w[q], y[q][j], 0.0);
-                }
-                *a = s;
-                *o = s as f32;
-                finite &= o.is_finite();
-            }
-            return finite;
-        }
         SumKind::Mean => {
+            let out = if ROUND { &mut out[..n] } else { out };
+            let mut finite = true;
             for (j, a) in acc.iter_mut().enumerate() {
                 let mut s = if ZERO { 0.0 } else { *a };
                 for q in 0..N {
                     s += SumKind::Mean.term(w[q], y[q][j], 0.0);
                 }
                 *a = s;
+                if ROUND {
+                    out[j] = s as f32;
+                    finite &= out[j].is_finite();
+                }
             }
+            return finite;
         }
         SumKind::Delta => {
             for (j, a) in acc.iter_mut().enumerate() {
