@@ -541,7 +541,7 @@ const GROUP: usize = 8;
 /// `acc[j] += term(j, w_i, y_i[lo + j])` for every update `i` in the order
 /// given and every coordinate `j` of `acc`: for each coordinate, exactly
 /// the additions of the serial loop `for i { for j { acc[j] += … } }`, in
-/// the same order. The updates are read [`GROUP`] at a time in one pass
+/// the same order. The updates are read `GROUP` (8) at a time in one pass
 /// over `acc`, which keeps several memory streams in flight (one pass per
 /// update is bound by memory latency). On x86-64 with AVX2 the same code
 /// is compiled for AVX2 (wider vectors, no FMA contraction: every product
