@@ -225,52 +225,6 @@ impl ClientState {
     }
 }
 
-#[cfg(test)]
-mod client_state_tests {
-    use super::*;
-
-    fn scenario(clients: usize, per_round: usize, rounds: usize) -> Scenario {
-        let text = format!(
-            "name = \"t\"\nrounds = {rounds}\nclients_per_round = {per_round}\n\
-             [data]\nkind = \"synthetic\"\ndevices = {clients}\n"
-        );
-        crate::scenario::from_str(&text, "t.toml", &[]).unwrap()
-    }
-
-    #[test]
-    fn expected_clients_follow_sampling_without_replacement_per_round() {
-        let scaffold = Scaffold::new(1.0, 0.1, false);
-        // Everyone every round; one round of 10 out of 1000; and the
-        // closed form for 5 of 50 over 3 rounds.
-        let all = ClientState::of(&scenario(20, 20, 4), 100, &scaffold).unwrap();
-        assert!((all.expected_clients - 20.0).abs() < 1e-9);
-        assert_eq!((all.per_client, all.most_bytes), (400, 8000));
-        assert_eq!(all.expected_bytes, 8000);
-        let one = ClientState::of(&scenario(1000, 10, 1), 100, &scaffold).unwrap();
-        assert!((one.expected_clients - 10.0).abs() < 1e-9);
-        let three = ClientState::of(&scenario(50, 5, 3), 100, &scaffold).unwrap();
-        let want = 50.0 * (1.0 - 0.9f64.powi(3));
-        assert!((three.expected_clients - want).abs() < 1e-9);
-        assert_eq!(three.expected_bytes, (want * 400.0).round() as u64);
-        // Strategies without per-client state have none.
-        assert_eq!(ClientState::of(&scenario(50, 5, 3), 100, &FedAvg), None);
-    }
-
-    #[test]
-    fn warns_only_when_the_state_may_not_fit() {
-        let st =
-            ClientState::of(&scenario(20, 20, 4), 100, &Scaffold::new(1.0, 0.1, false)).unwrap();
-        assert_eq!(st.warning("scaffold", 4, 16_000), None);
-        let w = st.warning("scaffold", 4, 15_998).unwrap();
-        assert!(w.starts_with("scaffold keeps a vector of 400 B"), "{w}");
-        assert!(
-            w.contains("about 8.00 kB after 4 rounds (≈ 20 clients)"),
-            "{w}"
-        );
-        assert!(w.contains("partition.clients"), "{w}");
-    }
-}
-
 /// Memory the OS says is available for new allocations, in bytes (Linux
 /// `MemAvailable`; `None` elsewhere).
 pub fn available_memory() -> Option<u64> {
@@ -832,5 +786,51 @@ impl Experiment {
             diverged,
             timing,
         })
+    }
+}
+
+#[cfg(test)]
+mod client_state_tests {
+    use super::*;
+
+    fn scenario(clients: usize, per_round: usize, rounds: usize) -> Scenario {
+        let text = format!(
+            "name = \"t\"\nrounds = {rounds}\nclients_per_round = {per_round}\n\
+             [data]\nkind = \"synthetic\"\ndevices = {clients}\n"
+        );
+        crate::scenario::from_str(&text, "t.toml", &[]).unwrap()
+    }
+
+    #[test]
+    fn expected_clients_follow_sampling_without_replacement_per_round() {
+        let scaffold = Scaffold::new(1.0, 0.1, false);
+        // Everyone every round; one round of 10 out of 1000; and the
+        // closed form for 5 of 50 over 3 rounds.
+        let all = ClientState::of(&scenario(20, 20, 4), 100, &scaffold).unwrap();
+        assert!((all.expected_clients - 20.0).abs() < 1e-9);
+        assert_eq!((all.per_client, all.most_bytes), (400, 8000));
+        assert_eq!(all.expected_bytes, 8000);
+        let one = ClientState::of(&scenario(1000, 10, 1), 100, &scaffold).unwrap();
+        assert!((one.expected_clients - 10.0).abs() < 1e-9);
+        let three = ClientState::of(&scenario(50, 5, 3), 100, &scaffold).unwrap();
+        let want = 50.0 * (1.0 - 0.9f64.powi(3));
+        assert!((three.expected_clients - want).abs() < 1e-9);
+        assert_eq!(three.expected_bytes, (want * 400.0).round() as u64);
+        // Strategies without per-client state have none.
+        assert_eq!(ClientState::of(&scenario(50, 5, 3), 100, &FedAvg), None);
+    }
+
+    #[test]
+    fn warns_only_when_the_state_may_not_fit() {
+        let st =
+            ClientState::of(&scenario(20, 20, 4), 100, &Scaffold::new(1.0, 0.1, false)).unwrap();
+        assert_eq!(st.warning("scaffold", 4, 16_000), None);
+        let w = st.warning("scaffold", 4, 15_998).unwrap();
+        assert!(w.starts_with("scaffold keeps a vector of 400 B"), "{w}");
+        assert!(
+            w.contains("about 8.00 kB after 4 rounds (≈ 20 clients)"),
+            "{w}"
+        );
+        assert!(w.contains("partition.clients"), "{w}");
     }
 }
