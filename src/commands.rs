@@ -114,6 +114,29 @@ impl Observer for Progress<'_> {
     }
 }
 
+/// A warning if the per-client state `st` a run of `rounds` rounds of
+/// `strategy` is expected to build up is more than half of `available`
+/// bytes of memory (the run may then be killed for lack of it).
+fn memory_warning(
+    st: &ClientState,
+    strategy: &str,
+    rounds: usize,
+    available: u64,
+) -> Option<String> {
+    (st.expected_bytes > available / 2).then(|| {
+        format!(
+            "{strategy} keeps a vector of {} for every client that trains: about {} after \
+             {rounds} rounds (≈ {:.0} clients), more than half of the {} of memory available; \
+             the run may be killed for lack of memory. Fewer clients (partition.clients or \
+             data.devices) or rounds keep it smaller.",
+            human_bytes(st.per_client),
+            human_bytes(st.expected_bytes),
+            st.expected_clients,
+            human_bytes(available),
+        )
+    })
+}
+
 /// Human-readable byte count (decimal units).
 pub fn human_bytes(b: u64) -> String {
     let units = ["B", "kB", "MB", "GB", "TB", "PB"];
@@ -185,7 +208,7 @@ pub fn run_loaded(
     prepare(&mut exp)?;
     let state = ClientState::of(&s, exp.model.num_params(), exp.strategy.as_ref());
     if let (Some(st), Some(avail)) = (state, available_memory())
-        && let Some(w) = st.warning(&exp.strategy.name(), s.rounds, avail)
+        && let Some(w) = memory_warning(&st, &exp.strategy.name(), s.rounds, avail)
     {
         eprintln!("warning: {w}");
     }
@@ -638,4 +661,26 @@ pub fn plot(args: &PlotArgs) -> Result<Vec<PathBuf>> {
         out.display()
     );
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::strategy::Scaffold;
+
+    #[test]
+    fn warns_only_when_the_state_may_not_fit() {
+        let text = "name = \"t\"\nrounds = 4\nclients_per_round = 20\n\
+                    [data]\nkind = \"synthetic\"\ndevices = 20\n";
+        let s = crate::scenario::from_str(text, "t.toml", &[]).unwrap();
+        let st = ClientState::of(&s, 100, &Scaffold::new(1.0, 0.1, false)).unwrap();
+        assert_eq!(memory_warning(&st, "scaffold", 4, 16_000), None);
+        let w = memory_warning(&st, "scaffold", 4, 15_998).unwrap();
+        assert!(w.starts_with("scaffold keeps a vector of 400 B"), "{w}");
+        assert!(
+            w.contains("about 8.00 kB after 4 rounds (≈ 20 clients)"),
+            "{w}"
+        );
+        assert!(w.contains("partition.clients"), "{w}");
+    }
 }

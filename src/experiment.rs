@@ -206,23 +206,6 @@ impl ClientState {
             most_bytes: s.clients as u64 * per_client,
         })
     }
-
-    /// A warning if the expected state is more than half of `available`
-    /// bytes of memory (the run may then be killed for lack of it).
-    pub fn warning(&self, strategy: &str, rounds: usize, available: u64) -> Option<String> {
-        (self.expected_bytes > available / 2).then(|| {
-            format!(
-                "{strategy} keeps a vector of {} for every client that trains: about {} after \
-                 {rounds} rounds (≈ {:.0} clients), more than half of the {} of memory available; \
-                 the run may be killed for lack of memory. Fewer clients (partition.clients or \
-                 data.devices) or rounds keep it smaller.",
-                crate::commands::human_bytes(self.per_client),
-                crate::commands::human_bytes(self.expected_bytes),
-                self.expected_clients,
-                crate::commands::human_bytes(available),
-            )
-        })
-    }
 }
 
 /// Memory the OS says is available for new allocations, in bytes (Linux
@@ -818,19 +801,5 @@ mod client_state_tests {
         assert_eq!(three.expected_bytes, (want * 400.0).round() as u64);
         // Strategies without per-client state have none.
         assert_eq!(ClientState::of(&scenario(50, 5, 3), 100, &FedAvg), None);
-    }
-
-    #[test]
-    fn warns_only_when_the_state_may_not_fit() {
-        let st =
-            ClientState::of(&scenario(20, 20, 4), 100, &Scaffold::new(1.0, 0.1, false)).unwrap();
-        assert_eq!(st.warning("scaffold", 4, 16_000), None);
-        let w = st.warning("scaffold", 4, 15_998).unwrap();
-        assert!(w.starts_with("scaffold keeps a vector of 400 B"), "{w}");
-        assert!(
-            w.contains("about 8.00 kB after 4 rounds (≈ 20 clients)"),
-            "{w}"
-        );
-        assert!(w.contains("partition.clients"), "{w}");
     }
 }

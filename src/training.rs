@@ -407,7 +407,7 @@ impl Experiment {
                 let views: Vec<&[f32]> = ys.iter().map(Vec::as_slice).collect();
                 rs.add(x, &views);
                 let mut spare = lock(&spare);
-                let room = SPARE_VECTORS.saturating_sub(spare.len());
+                let room = POOLED_VECTORS.saturating_sub(spare.len());
                 spare.extend(ys.into_iter().take(room));
             }
             sum_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
@@ -491,7 +491,7 @@ const SUM_GROUP: usize = 4;
 /// Consumed update vectors a running sum keeps for the workers' next
 /// clients: enough for every worker of a two-group backlog; the rest are
 /// freed.
-const SPARE_VECTORS: usize = 2 * SUM_GROUP;
+const POOLED_VECTORS: usize = 2 * SUM_GROUP;
 
 /// Locks `m`, also after a panic on another thread (which ends the run
 /// anyway).
