@@ -38,11 +38,22 @@ fn host() -> String {
         .unwrap_or_else(|| "unknown-host".into())
 }
 
-/// Whether process `pid` runs on this host (`None`: cannot tell).
+/// Whether process `pid` runs on this host (`None`: cannot tell). A
+/// process killed but not yet reaped by its parent (a zombie, state `Z`
+/// or `X` in `/proc/<pid>/stat`) no longer runs: a sweep killed with
+/// `kill -9` and restarted at once must not find its own lock held.
 fn alive(pid: u32) -> Option<bool> {
-    Path::new("/proc/self")
-        .exists()
-        .then(|| Path::new(&format!("/proc/{pid}")).exists())
+    if !Path::new("/proc/self").exists() {
+        return None;
+    }
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Some(false);
+    };
+    // `pid (comm) state …`; comm may itself contain spaces and parentheses.
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next());
+    Some(!matches!(state, Some("Z" | "X")))
 }
 
 /// Takes the lock of the sweep folder `dir` (which exists). `notes`
@@ -129,6 +140,27 @@ mod tests {
                 "{notes:?}"
             );
             drop(lock);
+        }
+        // A process killed but not reaped yet (a zombie) no longer runs.
+        if Path::new("/proc/self").exists() {
+            let mut child = std::process::Command::new("sleep")
+                .arg("30")
+                .spawn()
+                .unwrap();
+            assert_eq!(alive(child.id()), Some(true));
+            child.kill().unwrap();
+            // Until `wait`, the child stays a zombie.
+            let mut state = Some(true);
+            for _ in 0..200 {
+                state = alive(child.id());
+                if state == Some(false) {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            assert!(Path::new(&format!("/proc/{}", child.id())).exists());
+            assert_eq!(state, Some(false));
+            child.wait().unwrap();
         }
         // Another host's lock cannot be checked: refused.
         fs::write(dir.path().join(LOCK_FILE), "pid 1 on some-other-node\n").unwrap();
