@@ -30,7 +30,7 @@
 //! scratch while the model uses the rest.
 
 use crate::data::Dataset;
-use crate::model::{Model, Scratch, SgdStep};
+use crate::model::{Model, RowBatch, Scratch, SgdStep, StepBuffers};
 use crate::rng::Rng;
 use ndarray::{Array2, ArrayView2};
 
@@ -310,6 +310,11 @@ pub fn train_local_with(
         global,
         correction: extras.correction,
     };
+    let mut bufs = StepBuffers {
+        vel: &mut vel[..],
+        grad: &mut grad[..p],
+        scratch,
+    };
 
     for _ in 0..plan.steps {
         batches.next_into(rng, &mut rows);
@@ -319,19 +324,13 @@ pub fn train_local_with(
             Some(map) => yb.extend(rows.iter().map(|&r| map[data.y[r as usize] as usize])),
             None => yb.extend(rows.iter().map(|&r| data.y[r as usize])),
         }
-        let g = &mut grad[..p];
-        let in_place = model.sgd_step_rows(
-            &mut params,
-            (!started).then_some(global),
-            data.x.view(),
-            &rows,
-            &yb,
-            &step,
-            &mut vel[..],
-            g,
-            scratch,
-        );
-        let loss = match in_place {
+        let batch = RowBatch {
+            data: data.x.view(),
+            rows: &rows,
+            y: &yb,
+        };
+        let from = (!started).then_some(global);
+        let loss = match model.sgd_step_rows(&mut params, from, batch, &step, &mut bufs) {
             Some(loss) => loss,
             None => {
                 if !started {
@@ -339,7 +338,7 @@ pub fn train_local_with(
                 }
                 gather_rows(&data.x, &rows, &mut xb);
                 let xv = ArrayView2::from_shape((b, d), &xb[..b * d]).expect("batch shape");
-                model.sgd_step(&mut params, xv, &yb, &step, &mut vel[..], g, scratch)
+                model.sgd_step(&mut params, xv, &yb, &step, &mut bufs)
             }
         };
         started = true;
