@@ -94,6 +94,22 @@ impl Default for LocalConfig {
     }
 }
 
+impl LocalConfig {
+    /// The optimiser step these hyper-parameters describe (learning rate,
+    /// weight decay, proximal coefficient, momentum), with proximal centre
+    /// `global` and an optional gradient `correction` (both model length).
+    pub fn sgd_step<'a>(&self, global: &'a [f32], correction: Option<&'a [f32]>) -> SgdStep<'a> {
+        SgdStep {
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            prox_mu: self.prox_mu,
+            momentum: self.momentum,
+            global,
+            correction,
+        }
+    }
+}
+
 /// Optional extras of local training; the default is none of them
 /// (plain [`train_local`]).
 #[derive(Debug, Clone, Copy, Default)]
@@ -145,31 +161,35 @@ pub fn gather_rows(x: &Array2<f32>, rows: &[u32], out: &mut [f32]) {
     }
 }
 
-/// Gradient of the local objective on one minibatch, written to `grad`:
-/// the model's mean cross-entropy gradient plus `weight_decay·w` plus
-/// `prox_mu·(w − global)`. Returns the mean cross-entropy alone (the
+/// Gradient of the local objective on one minibatch (`x`, `y`) at
+/// `params`, written to `grad` (model length): the model's mean
+/// cross-entropy gradient plus `step.weight_decay·w` plus
+/// `step.prox_mu·(w − step.global)`. The step's learning rate, momentum
+/// and correction are not used ([`LocalConfig::sgd_step`] builds `step`
+/// from a configuration). Returns the mean cross-entropy alone (the
 /// regularisers' values are not included).
-#[allow(clippy::too_many_arguments)]
+///
+/// # Panics
+/// As [`Model::loss_grad`] (shapes that disagree with the model).
 pub fn local_objective_grad(
     model: &dyn Model,
     params: &[f32],
-    global: &[f32],
     x: ArrayView2<f32>,
     y: &[u32],
-    cfg: &LocalConfig,
+    step: &SgdStep<'_>,
     grad: &mut [f32],
     scratch: &mut Scratch,
 ) -> f32 {
     let loss = model.loss_grad(params, x, y, grad, scratch);
-    if cfg.weight_decay != 0.0 {
-        let wd = cfg.weight_decay;
+    if step.weight_decay != 0.0 {
+        let wd = step.weight_decay;
         for (g, w) in grad.iter_mut().zip(params) {
             *g += wd * w;
         }
     }
-    if cfg.prox_mu != 0.0 {
-        let mu = cfg.prox_mu;
-        for ((g, w), w0) in grad.iter_mut().zip(params).zip(global) {
+    if step.prox_mu != 0.0 {
+        let mu = step.prox_mu;
+        for ((g, w), w0) in grad.iter_mut().zip(params).zip(step.global) {
             *g += mu * (w - w0);
         }
     }
@@ -302,14 +322,7 @@ pub fn train_local_with(
     let mut batches = schedule::Batches::new_in(cfg, indices, order_buf);
     let mut loss_sum = 0.0f64;
     let mut samples = 0usize;
-    let step = SgdStep {
-        lr: cfg.lr,
-        weight_decay: cfg.weight_decay,
-        prox_mu: cfg.prox_mu,
-        momentum: cfg.momentum,
-        global,
-        correction: extras.correction,
-    };
+    let step = cfg.sgd_step(global, extras.correction);
     let mut bufs = StepBuffers {
         vel: &mut vel[..],
         grad: &mut grad[..p],
@@ -535,10 +548,9 @@ mod tests {
         local_objective_grad(
             &m,
             &w,
-            &global,
             x.view(),
             &y,
-            &cfg,
+            &cfg.sgd_step(&global, None),
             &mut grad,
             &mut Scratch::new(),
         );
