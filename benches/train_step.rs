@@ -29,7 +29,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use fedsim::client::{LocalConfig, train_local};
+use fedsim::client::{LocalConfig, LocalTask, train_local};
 use fedsim::data::Dataset;
 use fedsim::model::{Mlp, Model, Scratch, SoftmaxRegression};
 use fedsim::rng::Rng;
@@ -181,11 +181,7 @@ fn main() {
                 let t = Instant::now();
                 let r = train_local(
                     case.model.as_ref(),
-                    &data,
-                    &idx,
-                    &global,
-                    &case.cfg,
-                    None,
+                    &LocalTask::new(&data, &idx, &global, &case.cfg),
                     &mut crng,
                     &mut scratch,
                 );

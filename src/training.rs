@@ -28,7 +28,8 @@ use rayon::prelude::*;
 
 use crate::byzantine::Byzantine;
 use crate::client::{
-    LocalConfig, LocalExtras, LocalResult, planned_work, train_local_with, work_for_steps,
+    LocalConfig, LocalExtras, LocalResult, LocalTask, planned_work, train_local_with,
+    work_for_steps,
 };
 use crate::data::Dataset;
 use crate::engine::{ClientTrip, SimTime};
@@ -158,17 +159,14 @@ impl<'e> JobContext<'e> {
                 .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
         }
         let (train, rows) = data.parts();
-        train_local_with(
-            self.model,
-            train,
-            rows,
-            job.base,
-            local,
-            job.max_steps,
-            &mut rng,
-            scratch,
-            &extras,
-        )
+        let task = LocalTask {
+            data: train,
+            indices: rows,
+            global: job.base,
+            cfg: local,
+            max_steps: job.max_steps,
+        };
+        train_local_with(self.model, &task, &mut rng, scratch, &extras)
     }
 }
 

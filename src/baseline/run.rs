@@ -368,7 +368,7 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::train_local;
+    use crate::client::{LocalTask, train_local};
     use crate::model::Mlp;
     use crate::rng::Rng;
     use crate::strategy::{ClientUpdate, FedAvg, FedSgd, RoundInfo, Strategy};
@@ -411,7 +411,12 @@ mod tests {
         let all: Vec<u32> = (0..d.len() as u32).collect();
         let cfg = s.configure_client(base);
         let mut rng = Rng::seed_from_u64(round as u64);
-        let r = train_local(m, d, &all, x, &cfg, None, &mut rng, &mut Scratch::new());
+        let r = train_local(
+            m,
+            &LocalTask::new(d, &all, x, &cfg),
+            &mut rng,
+            &mut Scratch::new(),
+        );
         let up = ClientUpdate {
             client: 0,
             params: r.params,

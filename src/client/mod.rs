@@ -1,7 +1,8 @@
 //! Local training on a client: minibatch SGD on the client's shard.
 //!
-//! A client's data is a list of row indices into a shared [`Dataset`]; the
-//! model reads each minibatch's rows in place through their indices
+//! What a client trains is a [`LocalTask`]: its rows of a shared
+//! [`Dataset`] (a list of row indices), the global model it starts from and
+//! the [`LocalConfig`]. The model reads each minibatch's rows in place through their indices
 //! ([`Model::sgd_step_rows`]) where it can, else they are gathered into a
 //! contiguous scratch buffer; either way the hot loop does not allocate. The optimiser is SGD with optional heavy-ball
 //! momentum (PyTorch convention), L2 weight decay and the FedProx proximal
@@ -30,7 +31,7 @@
 //! scratch while the model uses the rest.
 
 use crate::data::Dataset;
-use crate::model::{Model, Scratch, SgdStep};
+use crate::model::{Model, RowBatch, Scratch, SgdStep, StepBuffers};
 use crate::rng::Rng;
 use ndarray::{Array2, ArrayView2};
 
@@ -94,6 +95,60 @@ impl Default for LocalConfig {
     }
 }
 
+impl LocalConfig {
+    /// The optimiser step these hyper-parameters describe (learning rate,
+    /// weight decay, proximal coefficient, momentum), with proximal centre
+    /// `global` and an optional gradient `correction` (both model length).
+    pub fn sgd_step<'a>(&self, global: &'a [f32], correction: Option<&'a [f32]>) -> SgdStep<'a> {
+        SgdStep {
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            prox_mu: self.prox_mu,
+            momentum: self.momentum,
+            global,
+            correction,
+        }
+    }
+}
+
+/// What a client trains: its rows of the shared dataset, the global model
+/// it starts from and the local schedule ([`train_local`]).
+#[derive(Debug, Clone, Copy)]
+pub struct LocalTask<'a> {
+    /// The shared dataset the client's rows index into.
+    pub data: &'a Dataset,
+    /// The client's rows of `data` (its shard).
+    pub indices: &'a [u32],
+    /// The global parameters training starts from (model length); also the
+    /// centre of the proximal term.
+    pub global: &'a [f32],
+    /// Hyper-parameters of local training.
+    pub cfg: &'a LocalConfig,
+    /// If `Some(s)`, at most `s` minibatch steps: the schedule of
+    /// [`planned_work`] truncated (FedProx's partial work by stragglers).
+    /// Default `None` (the whole schedule).
+    pub max_steps: Option<usize>,
+}
+
+impl<'a> LocalTask<'a> {
+    /// Training on the rows `indices` of `data` from `global` with `cfg`,
+    /// with no step limit (`max_steps: None`).
+    pub fn new(
+        data: &'a Dataset,
+        indices: &'a [u32],
+        global: &'a [f32],
+        cfg: &'a LocalConfig,
+    ) -> Self {
+        Self {
+            data,
+            indices,
+            global,
+            cfg,
+            max_steps: None,
+        }
+    }
+}
+
 /// Optional extras of local training; the default is none of them
 /// (plain [`train_local`]).
 #[derive(Debug, Clone, Copy, Default)]
@@ -145,70 +200,60 @@ pub fn gather_rows(x: &Array2<f32>, rows: &[u32], out: &mut [f32]) {
     }
 }
 
-/// Gradient of the local objective on one minibatch, written to `grad`:
-/// the model's mean cross-entropy gradient plus `weight_decay·w` plus
-/// `prox_mu·(w − global)`. Returns the mean cross-entropy alone (the
+/// Gradient of the local objective on one minibatch (`x`, `y`) at
+/// `params`, written to `grad` (model length): the model's mean
+/// cross-entropy gradient plus `step.weight_decay·w` plus
+/// `step.prox_mu·(w − step.global)`. The step's learning rate, momentum
+/// and correction are not used ([`LocalConfig::sgd_step`] builds `step`
+/// from a configuration). Returns the mean cross-entropy alone (the
 /// regularisers' values are not included).
-#[allow(clippy::too_many_arguments)]
+///
+/// # Panics
+/// As [`Model::loss_grad`] (shapes that disagree with the model).
 pub fn local_objective_grad(
     model: &dyn Model,
     params: &[f32],
-    global: &[f32],
     x: ArrayView2<f32>,
     y: &[u32],
-    cfg: &LocalConfig,
+    step: &SgdStep<'_>,
     grad: &mut [f32],
     scratch: &mut Scratch,
 ) -> f32 {
     let loss = model.loss_grad(params, x, y, grad, scratch);
-    if cfg.weight_decay != 0.0 {
-        let wd = cfg.weight_decay;
+    if step.weight_decay != 0.0 {
+        let wd = step.weight_decay;
         for (g, w) in grad.iter_mut().zip(params) {
             *g += wd * w;
         }
     }
-    if cfg.prox_mu != 0.0 {
-        let mu = cfg.prox_mu;
-        for ((g, w), w0) in grad.iter_mut().zip(params).zip(global) {
+    if step.prox_mu != 0.0 {
+        let mu = step.prox_mu;
+        for ((g, w), w0) in grad.iter_mut().zip(params).zip(step.global) {
             *g += mu * (w - w0);
         }
     }
     loss
 }
 
-/// Trains `model` locally from the global parameters `global` on the rows
-/// `indices` of `data`, following the schedule of [`planned_work`]
-/// truncated to `max_steps` steps when given (FedProx's partial work by
-/// stragglers). Minibatch order is drawn from `rng`.
+/// Trains `model` on `task`: from the global parameters `task.global` on
+/// the rows `task.indices` of `task.data`, following the schedule of
+/// [`planned_work`] truncated to `task.max_steps` steps when given.
+/// Minibatch order is drawn from `rng`; `scratch` holds the work buffers.
 ///
 /// The reported steps and samples equal
-/// `work_for_steps(cfg, indices.len(), max_steps.unwrap_or(usize::MAX))`.
+/// `work_for_steps(task.cfg, task.indices.len(), task.max_steps.unwrap_or(usize::MAX))`.
 ///
 /// # Panics
-/// If `global` does not have the model's length, the data's feature
-/// dimension is not the model's input dimension, or `cfg.batch_size` is 0.
-#[allow(clippy::too_many_arguments)]
+/// If `task.global` does not have the model's length, the data's feature
+/// dimension is not the model's input dimension, or `task.cfg.batch_size`
+/// is 0.
 pub fn train_local(
     model: &dyn Model,
-    data: &Dataset,
-    indices: &[u32],
-    global: &[f32],
-    cfg: &LocalConfig,
-    max_steps: Option<usize>,
+    task: &LocalTask<'_>,
     rng: &mut Rng,
     scratch: &mut Scratch,
 ) -> LocalResult {
-    train_local_with(
-        model,
-        data,
-        indices,
-        global,
-        cfg,
-        max_steps,
-        rng,
-        scratch,
-        &LocalExtras::default(),
-    )
+    train_local_with(model, task, rng, scratch, &LocalExtras::default())
 }
 
 /// [`train_local`] with [`LocalExtras`]: a gradient correction added to
@@ -219,18 +264,20 @@ pub fn train_local(
 /// # Panics
 /// As [`train_local`]; also if `extras.correction` does not have the
 /// model's length or a label is out of range of `extras.label_map`.
-#[allow(clippy::too_many_arguments)]
 pub fn train_local_with(
     model: &dyn Model,
-    data: &Dataset,
-    indices: &[u32],
-    global: &[f32],
-    cfg: &LocalConfig,
-    max_steps: Option<usize>,
+    task: &LocalTask<'_>,
     rng: &mut Rng,
     scratch: &mut Scratch,
     extras: &LocalExtras,
 ) -> LocalResult {
+    let &LocalTask {
+        data,
+        indices,
+        global,
+        cfg,
+        max_steps,
+    } = task;
     let p = model.num_params();
     assert_eq!(global.len(), p, "global parameter vector length");
     if let Some(c) = extras.correction {
@@ -302,13 +349,11 @@ pub fn train_local_with(
     let mut batches = schedule::Batches::new_in(cfg, indices, order_buf);
     let mut loss_sum = 0.0f64;
     let mut samples = 0usize;
-    let step = SgdStep {
-        lr: cfg.lr,
-        weight_decay: cfg.weight_decay,
-        prox_mu: cfg.prox_mu,
-        momentum: cfg.momentum,
-        global,
-        correction: extras.correction,
+    let step = cfg.sgd_step(global, extras.correction);
+    let mut bufs = StepBuffers {
+        vel: &mut vel[..],
+        grad: &mut grad[..p],
+        scratch,
     };
 
     for _ in 0..plan.steps {
@@ -319,19 +364,13 @@ pub fn train_local_with(
             Some(map) => yb.extend(rows.iter().map(|&r| map[data.y[r as usize] as usize])),
             None => yb.extend(rows.iter().map(|&r| data.y[r as usize])),
         }
-        let g = &mut grad[..p];
-        let in_place = model.sgd_step_rows(
-            &mut params,
-            (!started).then_some(global),
-            data.x.view(),
-            &rows,
-            &yb,
-            &step,
-            &mut vel[..],
-            g,
-            scratch,
-        );
-        let loss = match in_place {
+        let batch = RowBatch {
+            data: data.x.view(),
+            rows: &rows,
+            y: &yb,
+        };
+        let from = (!started).then_some(global);
+        let loss = match model.sgd_step_rows(&mut params, from, batch, &step, &mut bufs) {
             Some(loss) => loss,
             None => {
                 if !started {
@@ -339,7 +378,7 @@ pub fn train_local_with(
                 }
                 gather_rows(&data.x, &rows, &mut xb);
                 let xv = ArrayView2::from_shape((b, d), &xb[..b * d]).expect("batch shape");
-                model.sgd_step(&mut params, xv, &yb, &step, &mut vel[..], g, scratch)
+                model.sgd_step(&mut params, xv, &yb, &step, &mut bufs)
             }
         };
         started = true;
@@ -508,7 +547,12 @@ mod tests {
         cfg: &LocalConfig,
         rng: &mut Rng,
     ) -> LocalResult {
-        train_local(m, data, &all(data), p0, cfg, None, rng, &mut Scratch::new())
+        train_local(
+            m,
+            &LocalTask::new(data, &all(data), p0, cfg),
+            rng,
+            &mut Scratch::new(),
+        )
     }
 
     fn accuracy(model: &dyn Model, p: &[f32], data: &Dataset) -> (f64, f64) {
@@ -536,10 +580,9 @@ mod tests {
         local_objective_grad(
             &m,
             &w,
-            &global,
             x.view(),
             &y,
-            &cfg,
+            &cfg.sgd_step(&global, None),
             &mut grad,
             &mut Scratch::new(),
         );
@@ -609,11 +652,13 @@ mod tests {
         let mut scratch = Scratch::new();
         let sm = SoftmaxRegression::new(2, 2);
         let p = sm.init_params(&mut rng);
-        let r = train_local(&sm, &data, &idx, &p, &cfg, None, &mut rng, &mut scratch);
+        let task = LocalTask::new(&data, &idx, &p, &cfg);
+        let r = train_local(&sm, &task, &mut rng, &mut scratch);
         let (_, acc_linear) = accuracy(&sm, &r.params, &data);
         let mlp = Mlp::new(2, &[16, 16], 2);
         let p = mlp.init_params(&mut rng);
-        let r = train_local(&mlp, &data, &idx, &p, &cfg, None, &mut rng, &mut scratch);
+        let task = LocalTask::new(&data, &idx, &p, &cfg);
+        let r = train_local(&mlp, &task, &mut rng, &mut scratch);
         let (_, acc_mlp) = accuracy(&mlp, &r.params, &data);
         assert!(acc_linear < 0.75, "linear accuracy {acc_linear}");
         assert!(acc_mlp > 0.95, "mlp accuracy {acc_mlp}");
@@ -680,9 +725,10 @@ mod tests {
                 };
                 let (cfg, extras) = with_terms(base, full, &corr);
                 let mut s = Scratch::new();
+                let task = LocalTask::new(&data, &idx, &p0, &cfg);
                 let run = |s: &mut Scratch| {
                     let mut r = Rng::seed_from_u64(4);
-                    train_local_with(m.as_ref(), &data, &idx, &p0, &cfg, None, &mut r, s, &extras)
+                    train_local_with(m.as_ref(), &task, &mut r, s, &extras)
                 };
                 run(&mut s); // grows the scratch
                 let before = alloc_count::count();
@@ -711,7 +757,7 @@ mod tests {
         };
         let run = |seed: u64, scratch: &mut Scratch| {
             let mut r = Rng::seed_from_u64(seed);
-            train_local(&m, &data, &idx, &p0, &cfg, None, &mut r, scratch)
+            train_local(&m, &LocalTask::new(&data, &idx, &p0, &cfg), &mut r, scratch)
         };
         let mut s = Scratch::new();
         let a = run(9, &mut s);
@@ -734,7 +780,15 @@ mod tests {
         let idx: Vec<u32> = (10..35).collect(); // n = 25
         let mut s = Scratch::new();
         let mut train = |cfg: &LocalConfig, max: Option<usize>| {
-            train_local(&m, &data, &idx, &p0, cfg, max, &mut rng, &mut s)
+            train_local(
+                &m,
+                &LocalTask {
+                    max_steps: max,
+                    ..LocalTask::new(&data, &idx, &p0, cfg)
+                },
+                &mut rng,
+                &mut s,
+            )
         };
         let epochs = LocalConfig {
             epochs: 2,
@@ -790,11 +844,7 @@ mod tests {
         let p0 = vec![0.5; m.num_params()];
         let r = train_local(
             &m,
-            &data,
-            &[],
-            &p0,
-            &LocalConfig::default(),
-            None,
+            &LocalTask::new(&data, &[], &p0, &LocalConfig::default()),
             &mut rng,
             &mut Scratch::new(),
         );
@@ -849,11 +899,7 @@ mod tests {
             };
             let r = train_local(
                 &m,
-                &data,
-                &all(&data),
-                &p0,
-                &cfg,
-                None,
+                &LocalTask::new(&data, &all(&data), &p0, &cfg),
                 rng,
                 &mut Scratch::new(),
             );
@@ -964,7 +1010,8 @@ mod tests {
         assert_eq!(work_for_steps(&cfg, 560, 0), Work::default());
         assert_eq!(planned_work(&cfg, 0), Work::default());
         let mut s = Scratch::new();
-        let r = train_local(&m, &data, &idx, &p0, &cfg, None, &mut rng, &mut s);
+        let task = LocalTask::new(&data, &idx, &p0, &cfg);
+        let r = train_local(&m, &task, &mut rng, &mut s);
         assert_eq!((r.steps, r.samples), (1, 560));
         let (g, loss) = client_gradient(&m, &data, &idx, &p0, &mut s);
         assert_eq!(r.train_loss, loss);
@@ -978,12 +1025,16 @@ mod tests {
             batch_size: 560,
             ..cfg.clone()
         };
-        let r2 = train_local(&m, &data, &idx, &p0, &sgd, None, &mut rng, &mut s);
+        let r2 = train_local(&m, &LocalTask { cfg: &sgd, ..task }, &mut rng, &mut s);
         for (a, b) in r.params.iter().zip(&r2.params) {
             assert_relative_eq!(a, b, epsilon = 1e-6, max_relative = 1e-4);
         }
         // Partial work of zero steps leaves the model alone.
-        let r0 = train_local(&m, &data, &idx, &p0, &cfg, Some(0), &mut rng, &mut s);
+        let partial = LocalTask {
+            max_steps: Some(0),
+            ..task
+        };
+        let r0 = train_local(&m, &partial, &mut rng, &mut s);
         assert_eq!((r0.steps, r0.samples, &r0.params), (0, 0, &p0));
         // Labels go through the label map, the correction is added.
         let flip: Vec<u32> = (0..3).rev().collect();
@@ -993,7 +1044,7 @@ mod tests {
             correction: Some(&corr),
             label_map: Some(&flip),
         };
-        let a = train_local_with(&m, &data, &idx, &p0, &cfg, None, &mut rng, &mut s, &extras);
+        let a = train_local_with(&m, &task, &mut rng, &mut s, &extras);
         let (gf, _) = client_gradient(&m, &flipped, &idx, &p0, &mut s);
         for ((y, x), g) in a.params.iter().zip(&p0).zip(&gf) {
             assert_eq!(*y, x - 0.3 * (g + 0.05 * x + 0.25));
@@ -1024,11 +1075,7 @@ mod tests {
         };
         let r = train_local_with(
             &m,
-            &data,
-            &all(&data),
-            &p0,
-            &cfg,
-            None,
+            &LocalTask::new(&data, &all(&data), &p0, &cfg),
             &mut rng,
             &mut Scratch::new(),
             &extras,
@@ -1076,11 +1123,7 @@ mod tests {
         let seed = rng.random::<u64>();
         let a = train_local_with(
             &m,
-            &data,
-            &idx,
-            &p0,
-            &cfg,
-            None,
+            &LocalTask::new(&data, &idx, &p0, &cfg),
             &mut Rng::seed_from_u64(seed),
             &mut Scratch::new(),
             &LocalExtras {
@@ -1090,11 +1133,7 @@ mod tests {
         );
         let b = train_local(
             &m,
-            &flipped,
-            &idx,
-            &p0,
-            &cfg,
-            None,
+            &LocalTask::new(&flipped, &idx, &p0, &cfg),
             &mut Rng::seed_from_u64(seed),
             &mut Scratch::new(),
         );
@@ -1139,11 +1178,7 @@ mod tests {
                     let mut s = Scratch::new();
                     train_local_with(
                         m.as_ref(),
-                        d,
-                        &idx,
-                        &p0,
-                        &cfg,
-                        None,
+                        &LocalTask::new(d, &idx, &p0, &cfg),
                         &mut r,
                         &mut s,
                         &extras,

@@ -24,7 +24,7 @@
 //! threads, and the same whichever of the two computes a product.
 
 use super::small_gemm::{self, Epilogue, Rows};
-use super::{Model, Scratch, SgdStep};
+use super::{Model, RowBatch, Scratch, SgdStep, StepBuffers};
 use crate::rng::Rng;
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2, s};
@@ -122,26 +122,19 @@ impl<T: DenseModel> Model for T {
         x: ArrayView2<f32>,
         y: &[u32],
         step: &SgdStep<'_>,
-        vel: &mut [f32],
-        grad: &mut [f32],
-        scratch: &mut Scratch,
+        bufs: &mut StepBuffers<'_>,
     ) -> f32 {
-        self.net().sgd_step(params, x, y, step, vel, grad, scratch)
+        self.net().sgd_step(params, x, y, step, bufs)
     }
     fn sgd_step_rows(
         &self,
         params: &mut [f32],
         from: Option<&[f32]>,
-        data: ArrayView2<f32>,
-        rows: &[u32],
-        y: &[u32],
+        batch: RowBatch<'_>,
         step: &SgdStep<'_>,
-        vel: &mut [f32],
-        _grad: &mut [f32],
-        scratch: &mut Scratch,
+        bufs: &mut StepBuffers<'_>,
     ) -> Option<f32> {
-        self.net()
-            .sgd_step_rows(params, from, data, rows, y, step, vel, scratch)
+        self.net().sgd_step_rows(params, from, batch, step, bufs)
     }
     fn evaluate(
         &self,
@@ -474,53 +467,49 @@ impl Dense {
     /// kernel's registers), so no model-sized gradient is written or read
     /// back. A layer's input delta is computed before its weights change,
     /// by [`small_gemm::a_bt`] (no GEMM, so no packing buffers: the fused
-    /// step allocates nothing once the scratch has grown).
-    #[allow(clippy::too_many_arguments)]
+    /// step allocates nothing once the scratch has grown). The fused step
+    /// leaves `bufs.grad` untouched.
     pub(crate) fn sgd_step(
         &self,
         params: &mut [f32],
         x: ArrayView2<f32>,
         y: &[u32],
         step: &SgdStep<'_>,
-        vel: &mut [f32],
-        grad: &mut [f32],
-        scratch: &mut Scratch,
+        bufs: &mut StepBuffers<'_>,
     ) -> f32 {
         let rows = x.nrows();
         match x.as_slice() {
             Some(flat) if rows > 0 && rows <= SMALL_ROWS && small_gemm::available() => {
                 self.check(params, &x, y);
                 let x = Rows::dense(flat, rows, x.ncols());
-                self.sgd_step_small(params, None, x, y, step, vel, scratch)
+                self.sgd_step_small(params, None, x, y, step, bufs)
             }
             _ => {
-                let loss = self.loss_grad(params, x, y, grad, scratch);
-                step.apply(params, grad, vel);
+                let loss = self.loss_grad(params, x, y, bufs.grad, bufs.scratch);
+                step.apply(params, bufs.grad, bufs.vel);
                 loss
             }
         }
     }
 
-    /// [`Dense::sgd_step`] on the rows `idx` of `data` (see
+    /// [`Dense::sgd_step`] on the rows `batch.rows` of `batch.data` (see
     /// [`Model::sgd_step_rows`](super::Model::sgd_step_rows)): read in
     /// place with up to [`SMALL_ROWS`] rows when the kernels can run and
-    /// `data` is contiguous, else `None` without touching anything. With
-    /// `from`, the step starts from `from` rather than `params`.
+    /// `batch.data` is contiguous, else `None` without touching anything.
+    /// With `from`, the step starts from `from` rather than `params`.
+    /// `bufs.grad` is not used.
     ///
     /// # Panics
     /// If the shapes disagree or an index is out of range.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn sgd_step_rows(
         &self,
         params: &mut [f32],
         from: Option<&[f32]>,
-        data: ArrayView2<f32>,
-        idx: &[u32],
-        y: &[u32],
+        batch: RowBatch<'_>,
         step: &SgdStep<'_>,
-        vel: &mut [f32],
-        scratch: &mut Scratch,
+        bufs: &mut StepBuffers<'_>,
     ) -> Option<f32> {
+        let RowBatch { data, rows: idx, y } = batch;
         let rows = idx.len();
         let flat = data.as_slice()?;
         if rows == 0 || rows > SMALL_ROWS || !small_gemm::available() {
@@ -530,7 +519,7 @@ impl Dense {
         assert_eq!(data.ncols(), self.dims[0], "input feature dimension");
         assert_eq!(rows, y.len(), "one label per row");
         let x = Rows::gather(flat, data.ncols(), idx);
-        Some(self.sgd_step_small(params, from, x, y, step, vel, scratch))
+        Some(self.sgd_step_small(params, from, x, y, step, bufs))
     }
 
     /// The fused step of [`Dense::sgd_step`] for `1..=SMALL_ROWS` rows,
@@ -539,8 +528,8 @@ impl Dense {
     /// With `from`, the step starts from the parameters `from` instead of
     /// `params`, whose contents are ignored and overwritten (every
     /// parameter is written): the same bits as copying `from` into `params`
-    /// first, without that copy.
-    #[allow(clippy::too_many_arguments)]
+    /// first, without that copy. Uses `bufs.vel` and `bufs.scratch`, not
+    /// `bufs.grad`.
     fn sgd_step_small(
         &self,
         params: &mut [f32],
@@ -548,9 +537,9 @@ impl Dense {
         x: Rows<'_>,
         y: &[u32],
         step: &SgdStep<'_>,
-        vel: &mut [f32],
-        scratch: &mut Scratch,
+        bufs: &mut StepBuffers<'_>,
     ) -> f32 {
+        let (vel, scratch) = (&mut *bufs.vel, &mut *bufs.scratch);
         let rows = x.rows();
         let c = self.num_classes();
         let acts_len = rows * self.acts_per_row();
@@ -897,7 +886,12 @@ mod tests {
                     step.apply(&mut wa, &mut ga, &mut va);
                     let mut s2 = Scratch::new();
                     let (mut wb, mut vb, mut gb) = (w0.clone(), v0.clone(), vec![f32::NAN; p]);
-                    let lb = net.sgd_step(&mut wb, x.view(), &y, &step, &mut vb, &mut gb, &mut s2);
+                    let mut bufs = StepBuffers {
+                        vel: &mut vb,
+                        grad: &mut gb,
+                        scratch: &mut s2,
+                    };
+                    let lb = net.sgd_step(&mut wb, x.view(), &y, &step, &mut bufs);
                     let what = format!("dims {dims:?}, rows {rows}, mask {mask}");
                     assert_eq!(la.to_bits(), lb.to_bits(), "loss, {what}");
                     assert_eq!(bits(&wa), bits(&wb), "params, {what}");
@@ -990,27 +984,36 @@ mod tests {
                         global: &global,
                         correction: (mask & 4 != 0).then_some(&corr[..]),
                     };
+                    let batch = RowBatch {
+                        data: data.view(),
+                        rows: &idx,
+                        y: &y,
+                    };
                     let (mut wa, mut va, mut ga) = (w0.clone(), v0.clone(), vec![0.0; p]);
                     let la = net.sgd_step(
                         &mut wa,
                         x.view(),
                         &y,
                         &step,
-                        &mut va,
-                        &mut ga,
-                        &mut Scratch::new(),
+                        &mut StepBuffers {
+                            vel: &mut va,
+                            grad: &mut ga,
+                            scratch: &mut Scratch::new(),
+                        },
                     );
+                    // The fused path needs no gradient vector.
                     let (mut wb, mut vb) = (w0.clone(), v0.clone());
                     let lb = net
                         .sgd_step_rows(
                             &mut wb,
                             None,
-                            data.view(),
-                            &idx,
-                            &y,
+                            batch,
                             &step,
-                            &mut vb,
-                            &mut Scratch::new(),
+                            &mut StepBuffers {
+                                vel: &mut vb,
+                                grad: &mut [],
+                                scratch: &mut Scratch::new(),
+                            },
                         )
                         .expect("read in place");
                     let what = format!("dims {dims:?}, rows {rows}, mask {mask}");
@@ -1024,12 +1027,13 @@ mod tests {
                         .sgd_step_rows(
                             &mut wc,
                             Some(&w0),
-                            data.view(),
-                            &idx,
-                            &y,
+                            batch,
                             &step,
-                            &mut vc,
-                            &mut Scratch::new(),
+                            &mut StepBuffers {
+                                vel: &mut vc,
+                                grad: &mut [],
+                                scratch: &mut Scratch::new(),
+                            },
                         )
                         .expect("read in place");
                     assert_eq!(la.to_bits(), lc.to_bits(), "loss from w0, {what}");
@@ -1049,15 +1053,21 @@ mod tests {
                 let idx: Vec<u32> = (0..rows as u32).collect();
                 let y: Vec<u32> = idx.iter().map(|&r| labels[r as usize]).collect();
                 let (mut w, mut vel) = (w0.clone(), v0.clone());
+                let batch = RowBatch {
+                    data: data.view(),
+                    rows: &idx,
+                    y: &y,
+                };
                 let r = net.sgd_step_rows(
                     &mut w,
                     Some(&global),
-                    data.view(),
-                    &idx,
-                    &y,
+                    batch,
                     &step,
-                    &mut vel,
-                    &mut Scratch::new(),
+                    &mut StepBuffers {
+                        vel: &mut vel,
+                        grad: &mut [],
+                        scratch: &mut Scratch::new(),
+                    },
                 );
                 assert!(r.is_none(), "rows {rows}");
                 assert_eq!(bits(&w), bits(&w0), "rows {rows}: parameters changed");

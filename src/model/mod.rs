@@ -124,6 +124,32 @@ impl Scratch {
     }
 }
 
+/// The buffers one training step ([`Model::sgd_step`],
+/// [`Model::sgd_step_rows`]) writes besides the parameters, borrowed for
+/// the duration of local training so the step allocates nothing.
+#[derive(Debug)]
+pub struct StepBuffers<'a> {
+    /// Heavy-ball velocity, carried from step to step: model length when
+    /// the step's `momentum ≠ 0`, else not read or written (may be empty).
+    pub vel: &'a mut [f32],
+    /// Gradient work space, model length; contents afterwards unspecified.
+    pub grad: &'a mut [f32],
+    /// The model's work buffers (indices `0..Scratch::MODEL_BUFS`).
+    pub scratch: &'a mut Scratch,
+}
+
+/// A minibatch given as row indices into a feature matrix, read in place
+/// by [`Model::sgd_step_rows`].
+#[derive(Debug, Clone, Copy)]
+pub struct RowBatch<'a> {
+    /// The feature matrix (`samples × input_dim`) the rows are taken from.
+    pub data: ArrayView2<'a, f32>,
+    /// The batch's row indices into `data`, in batch order (repeats allowed).
+    pub rows: &'a [u32],
+    /// The batch's labels, one per entry of `rows`, in the same order.
+    pub y: &'a [u32],
+}
+
 /// A differentiable classifier trained with cross-entropy.
 pub trait Model: Send + Sync {
     /// Human-readable description, e.g. `"mlp(784-200-10)"`.
@@ -153,35 +179,37 @@ pub trait Model: Send + Sync {
     ) -> f32;
     /// One local training step on the batch: the gradient of the mean
     /// cross-entropy at `params`, then `step` applied to `params` (and the
-    /// velocity `vel`, model length when `step.momentum ≠ 0`, else unused).
-    /// Returns the mean cross-entropy before the step. `grad` (model length)
-    /// is work space; its contents afterwards are unspecified.
+    /// velocity `bufs.vel`). Returns the mean cross-entropy before the
+    /// step. `x` is `batch × input_dim`, `y` its labels.
     ///
-    /// The default computes [`Model::loss_grad`] into `grad`, then
+    /// The default computes [`Model::loss_grad`] into `bufs.grad`, then
     /// [`SgdStep::apply`]. Implementations may fuse the two (e.g. update
     /// each weight matrix as its gradient is computed) but must give the
     /// same bits as the default.
-    #[allow(clippy::too_many_arguments)]
+    ///
+    /// # Panics
+    /// The built-in models panic if `params` does not have the model's
+    /// length, a buffer the step uses is shorter, `x` does not have the
+    /// model's input dimension, `y` does not hold one label per row of `x`,
+    /// or a label is not below the number of classes.
     fn sgd_step(
         &self,
         params: &mut [f32],
         x: ArrayView2<f32>,
         y: &[u32],
         step: &SgdStep<'_>,
-        vel: &mut [f32],
-        grad: &mut [f32],
-        scratch: &mut Scratch,
+        bufs: &mut StepBuffers<'_>,
     ) -> f32 {
-        let loss = self.loss_grad(params, x, y, grad, scratch);
-        step.apply(params, grad, vel);
+        let loss = self.loss_grad(params, x, y, bufs.grad, bufs.scratch);
+        step.apply(params, bufs.grad, bufs.vel);
         loss
     }
-    /// [`Model::sgd_step`] on the rows `rows` of `data` (`y` holds their
-    /// labels, in the same order), read in place instead of from a gathered
-    /// copy of the batch. Returns `None`, having changed nothing, when the
-    /// model cannot do that for this batch; the caller then gathers the rows
-    /// and calls [`Model::sgd_step`]. When it returns `Some(loss)`, `loss`,
-    /// `params` and `vel` are bit-identical to what `sgd_step` gives on the
+    /// [`Model::sgd_step`] on the minibatch `batch`, its rows read in place
+    /// from `batch.data` instead of from a gathered copy. Returns `None`,
+    /// having changed nothing, when the model cannot do that for this
+    /// batch; the caller then gathers the rows and calls
+    /// [`Model::sgd_step`]. When it returns `Some(loss)`, `loss`, `params`
+    /// and `bufs.vel` are bit-identical to what `sgd_step` gives on the
     /// gathered batch.
     ///
     /// With `from` (model length), the step starts from the parameters
@@ -191,20 +219,19 @@ pub trait Model: Send + Sync {
     /// copying it). On `None`, `params` is unchanged in that case too.
     ///
     /// The default returns `None`.
-    #[allow(clippy::too_many_arguments)]
+    ///
+    /// # Panics
+    /// As [`Model::sgd_step`]; also if a row index is out of range of
+    /// `batch.data` (built-in models).
     fn sgd_step_rows(
         &self,
         params: &mut [f32],
         from: Option<&[f32]>,
-        data: ArrayView2<f32>,
-        rows: &[u32],
-        y: &[u32],
+        batch: RowBatch<'_>,
         step: &SgdStep<'_>,
-        vel: &mut [f32],
-        grad: &mut [f32],
-        scratch: &mut Scratch,
+        bufs: &mut StepBuffers<'_>,
     ) -> Option<f32> {
-        let _ = (params, from, data, rows, y, step, vel, grad, scratch);
+        let _ = (params, from, batch, step, bufs);
         None
     }
     /// Sum of per-sample cross-entropy losses and number of correct

@@ -132,7 +132,6 @@ impl SgdStep<'_> {
     }
 
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
     fn run<
         const WD: bool,
         const PROX: bool,

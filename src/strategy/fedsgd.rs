@@ -63,7 +63,7 @@ impl Strategy for FedSgd {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::{Work, client_gradient, planned_work, train_local};
+    use crate::client::{LocalTask, Work, client_gradient, planned_work, train_local};
     use crate::data::Dataset;
     use crate::model::{Mlp, Model, Scratch};
     use crate::rng::Rng;
@@ -136,7 +136,12 @@ mod tests {
             let ups: Vec<ClientUpdate> = [(0, &a), (1, &b)]
                 .into_iter()
                 .map(|(c, idx)| {
-                    let r = train_local(&m, &data, idx, &global, &cfg, None, &mut rng, &mut sc);
+                    let r = train_local(
+                        &m,
+                        &LocalTask::new(&data, idx, &global, &cfg),
+                        &mut rng,
+                        &mut sc,
+                    );
                     update(c, idx.len(), r.params)
                 })
                 .collect();

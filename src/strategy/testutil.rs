@@ -10,7 +10,7 @@
 use ndarray::{Array2, ArrayView2};
 
 use super::{ClientUpdate, RoundInfo, Strategy};
-use crate::client::{LocalConfig, LocalExtras, train_local_with};
+use crate::client::{LocalConfig, LocalExtras, LocalTask, train_local_with};
 use crate::data::Dataset;
 use crate::model::{Model, Scratch};
 use crate::rng::{Purpose, Rng, stream};
@@ -175,11 +175,10 @@ impl Federation {
                     let mut rng = stream(0, Purpose::Train, round as u64, i as u64);
                     let r = train_local_with(
                         &self.model,
-                        &self.data,
-                        idx,
-                        &x,
-                        &cfg,
-                        Some(steps[i]),
+                        &LocalTask {
+                            max_steps: Some(steps[i]),
+                            ..LocalTask::new(&self.data, idx, &x, &cfg)
+                        },
                         &mut rng,
                         &mut scratch,
                         &extras,
