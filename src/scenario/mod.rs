@@ -286,6 +286,39 @@ impl Scenario {
     pub fn resolved_toml(&self) -> String {
         toml::to_string(&self.resolved).unwrap_or_else(|e| format!("# cannot serialise: {e}\n"))
     }
+
+    /// What this scenario simulates, as text: every checked setting except
+    /// the name, and nothing the chosen kinds ignore (the checked settings
+    /// hold only what applies: `strategy.fedprox.mu` under
+    /// `strategy.kind = "fedavg"` or `partition.alpha` under an IID
+    /// partition leave no trace). Two scenarios with the same key run the
+    /// same simulation, bit for bit, though their resolved files may
+    /// differ. For comparing scenarios within one process only: the text
+    /// is not a stable format.
+    pub fn simulation_key(&self) -> String {
+        let Scenario {
+            name: _,
+            seed,
+            rounds,
+            clients_per_round,
+            clients,
+            data,
+            partition,
+            model,
+            local,
+            strategy,
+            system,
+            eval,
+            output,
+            byzantine,
+            resolved: _,
+            notes: _,
+        } = self;
+        format!(
+            "{seed:?} {rounds:?} {clients_per_round:?} {clients:?} {data:?} {partition:?} \
+             {model:?} {local:?} {strategy:?} {system:?} {eval:?} {output:?} {byzantine:?}"
+        )
+    }
 }
 
 /// Reads, overrides and validates the scenario file at `path`.

@@ -171,18 +171,24 @@ pub fn plan(sargs: &ScenarioArgs, args: &PlanArgs) -> anyhow::Result<SweepPlan> 
         }
     }
 
-    // Points whose scenarios are the same simulation (a grid key that the
-    // chosen kinds ignore) are worth a word.
-    let mut same: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    // Points that are the same simulation — they differ only in settings
+    // the chosen kinds ignore, e.g. `strategy.fedprox.mu` at
+    // `strategy.kind = "fedavg"` — are worth a word: their runs repeat
+    // each other.
+    let mut same: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     for (pi, p) in points.iter().enumerate() {
-        same.entry(&fingerprints[pi * seeds.len()])
+        same.entry(jobs[pi * seeds.len()].scenario.simulation_key())
             .or_default()
             .push(&p.label);
     }
-    for labels in same.values().filter(|l| l.len() > 1) {
+    let mut repeats: Vec<&Vec<&str>> = same.values().filter(|l| l.len() > 1).collect();
+    repeats.sort_by_key(|labels| points.iter().position(|p| p.label == labels[0]));
+    for labels in repeats {
         notes.push(format!(
-            "grid points {} resolve to the same scenario (a grid key the chosen kinds \
-             ignore?): they run identical simulations",
+            "grid points {} run the same simulation (what they differ in does not apply to \
+             the kinds they choose): their runs will be identical; a grid per kind, or \
+             `fedsim compare` with one `[[compare.runs]]` entry per configuration, avoids \
+             the repeats",
             labels
                 .iter()
                 .map(|l| format!("`{l}`"))
@@ -423,6 +429,45 @@ mod tests {
             p.notes
         );
         assert_eq!(p.jobs[0].scenario.local.lr, 0.2);
+        // FedAvg ignores FedProx's μ: its two points are one simulation;
+        // FedProx's two are not.
+        let same: Vec<&String> = p
+            .notes
+            .iter()
+            .filter(|n| n.contains("same simulation"))
+            .collect();
+        assert_eq!(same.len(), 1, "{:?}", p.notes);
+        assert!(
+            same[0].contains("`strategy.fedprox.mu=0.1,strategy.kind=fedavg`")
+                && same[0].contains("`strategy.fedprox.mu=1,strategy.kind=fedavg`")
+                && !same[0].contains("kind=fedprox"),
+            "{}",
+            same[0]
+        );
+        // The resolved files differ all the same (μ is recorded).
+        assert_ne!(p.fingerprints[0], p.fingerprints[1]);
+    }
+
+    #[test]
+    fn points_differing_only_in_ignored_partition_settings_are_one_simulation() {
+        let p = plan_full(
+            BASE,
+            &["partition.kind=iid,dirichlet", "partition.alpha=0.1,1"],
+            None,
+            None,
+            &["partition.kind=iid", "partition.clients=10"],
+        )
+        .unwrap();
+        let same: Vec<&String> = p
+            .notes
+            .iter()
+            .filter(|n| n.contains("same simulation"))
+            .collect();
+        assert_eq!(same.len(), 1, "{:?}", p.notes);
+        assert!(same[0].contains("kind=iid") && !same[0].contains("kind=dirichlet"));
+        // Distinct simulations get no such note.
+        let q = plan_full(BASE, &["client.lr=0.1,0.2"], None, None, &[]).unwrap();
+        assert!(!q.notes.iter().any(|n| n.contains("same simulation")));
     }
 
     #[test]
