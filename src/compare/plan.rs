@@ -343,6 +343,24 @@ pub fn plan(sargs: &ScenarioArgs, args: &PlanArgs) -> anyhow::Result<ComparePlan
             });
         }
     }
+    // Runs that are the same simulation (they differ only in settings
+    // their kinds ignore) would repeat each other.
+    let firsts: Vec<(&str, &scenario::Scenario)> = runs
+        .iter()
+        .enumerate()
+        .map(|(ri, r)| (r.label.as_str(), &jobs[ri * seeds.len()].scenario))
+        .collect();
+    for labels in scenario::repeated_simulations(&firsts) {
+        notes.push(format!(
+            "compare runs {} run the same simulation (what they differ in does not apply \
+             to the kinds they choose): their results will be identical",
+            labels
+                .iter()
+                .map(|l| format!("`{l}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     let mut seen = BTreeSet::new();
     notes.retain(|n| seen.insert(n.clone()));
     Ok(ComparePlan {
@@ -460,6 +478,27 @@ mod tests {
             }]
         );
         assert_eq!(p.target, TargetChoice::Fixed(0.4, "eval.target_accuracy"));
+    }
+
+    #[test]
+    fn runs_that_are_one_simulation_get_a_note() {
+        // μ does not apply to FedAvg: `a` and `b` are one simulation; `c`
+        // (FedProx) is another, and so is `d` (another μ).
+        let text = format!(
+            "{BASE}[compare]\nseeds = 2\n\
+             [[compare.runs]]\nlabel = \"a\"\nset = {{ \"strategy.fedprox.mu\" = 0.1 }}\n\
+             [[compare.runs]]\nlabel = \"b\"\nset = {{ \"strategy.fedprox.mu\" = 1.0 }}\n\
+             [[compare.runs]]\nlabel = \"c\"\nset = {{ \"strategy.kind\" = \"fedprox\", \"strategy.fedprox.mu\" = 0.1 }}\n\
+             [[compare.runs]]\nlabel = \"d\"\nset = {{ \"strategy.kind\" = \"fedprox\", \"strategy.fedprox.mu\" = 1.0 }}\n"
+        );
+        let p = plan_text(&text, &PlanArgs::default(), &[]).unwrap();
+        let same: Vec<&String> = p
+            .notes
+            .iter()
+            .filter(|n| n.contains("same simulation"))
+            .collect();
+        assert_eq!(same.len(), 1, "{:?}", p.notes);
+        assert!(same[0].contains("runs `a`, `b` run"), "{}", same[0]);
     }
 
     #[test]

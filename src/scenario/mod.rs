@@ -321,6 +321,27 @@ impl Scenario {
     }
 }
 
+/// The groups of labels whose scenarios are the same simulation
+/// ([`Scenario::simulation_key`]), each group in the order given and the
+/// groups in the order of their first label; labels that stand alone are
+/// left out. `compare` and `sweep` note these: their runs would repeat
+/// each other.
+pub fn repeated_simulations<'a>(runs: &[(&'a str, &Scenario)]) -> Vec<Vec<&'a str>> {
+    let mut groups: Vec<(String, Vec<&'a str>)> = Vec::new();
+    for (label, s) in runs {
+        let key = s.simulation_key();
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, labels)) => labels.push(label),
+            None => groups.push((key, vec![label])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(_, labels)| labels)
+        .filter(|labels| labels.len() > 1)
+        .collect()
+}
+
 /// Reads, overrides and validates the scenario file at `path`.
 pub fn load(path: &Path, overrides: &[String]) -> Result<Scenario, ScenarioError> {
     let shown = path.display().to_string();

@@ -8,7 +8,7 @@
 //! Every point is validated before anything runs, so a bad value in the
 //! last point fails the sweep at once, not after hours.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
@@ -175,15 +175,12 @@ pub fn plan(sargs: &ScenarioArgs, args: &PlanArgs) -> anyhow::Result<SweepPlan> 
     // the chosen kinds ignore, e.g. `strategy.fedprox.mu` at
     // `strategy.kind = "fedavg"` — are worth a word: their runs repeat
     // each other.
-    let mut same: BTreeMap<String, Vec<&str>> = BTreeMap::new();
-    for (pi, p) in points.iter().enumerate() {
-        same.entry(jobs[pi * seeds.len()].scenario.simulation_key())
-            .or_default()
-            .push(&p.label);
-    }
-    let mut repeats: Vec<&Vec<&str>> = same.values().filter(|l| l.len() > 1).collect();
-    repeats.sort_by_key(|labels| points.iter().position(|p| p.label == labels[0]));
-    for labels in repeats {
+    let firsts: Vec<(&str, &Scenario)> = points
+        .iter()
+        .enumerate()
+        .map(|(pi, p)| (p.label.as_str(), &jobs[pi * seeds.len()].scenario))
+        .collect();
+    for labels in scenario::repeated_simulations(&firsts) {
         notes.push(format!(
             "grid points {} run the same simulation (what they differ in does not apply to \
              the kinds they choose): their runs will be identical; a grid per kind, or \
