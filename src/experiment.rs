@@ -135,9 +135,13 @@ pub struct RoundRow {
 pub struct Timing {
     /// Wall-clock seconds of the whole run (setup excluded).
     pub wall_s: f64,
-    /// Wall-clock seconds spent in local training.
+    /// Wall-clock seconds spent in local training. When a round's
+    /// evaluation runs alongside the next round's training, this gets the
+    /// joint wall time minus the evaluation's share (`eval_s`).
     pub train_s: f64,
-    /// Wall-clock seconds spent evaluating.
+    /// Seconds spent evaluating: the wall time of an evaluation that runs
+    /// alone (the last round's), and for one that runs alongside the next
+    /// round's training its CPU time divided by `threads`.
     pub eval_s: f64,
     /// Wall-clock seconds of data loading and partitioning.
     pub setup_s: f64,
@@ -287,6 +291,9 @@ pub struct Experiment {
     /// Nanoseconds spent generating on-demand clients' rows since the last
     /// training batch was accounted (summed over threads).
     pub(crate) generate_ns: std::sync::atomic::AtomicU64,
+    /// Whether a synchronous round's evaluation runs alongside the next
+    /// round's training (default) or at once.
+    overlap_eval: bool,
 }
 
 /// Loads or generates the scenario's data.
@@ -451,30 +458,41 @@ fn subset(d: &Dataset, rows: &[u32]) -> Dataset {
 /// in parallel (each worker with its thread's scratch space) and summed in
 /// block order (deterministic).
 pub fn evaluate(model: &dyn Model, params: &[f32], data: &Dataset) -> (f64, f64) {
+    let (loss, accuracy, _) = evaluate_timed(model, params, data);
+    (loss, accuracy)
+}
+
+/// [`evaluate`], also returning the CPU seconds its blocks took, summed
+/// over the threads that ran them.
+pub fn evaluate_timed(model: &dyn Model, params: &[f32], data: &Dataset) -> (f64, f64, f64) {
     const BLOCK: usize = 1024;
     let n = data.len();
     if n == 0 {
-        return (f64::NAN, f64::NAN);
+        return (f64::NAN, f64::NAN, 0.0);
     }
-    let blocks: Vec<(f64, usize)> = (0..n.div_ceil(BLOCK))
+    let blocks: Vec<(f64, usize, f64)> = (0..n.div_ceil(BLOCK))
         .into_par_iter()
         .map(|b| {
+            let t = Instant::now();
             let lo = b * BLOCK;
             let hi = (lo + BLOCK).min(n);
-            with_thread_scratch(|scratch| {
+            let (loss, correct) = with_thread_scratch(|scratch| {
                 model.evaluate(
                     params,
                     data.x.slice(ndarray::s![lo..hi, ..]),
                     &data.y[lo..hi],
                     scratch,
                 )
-            })
+            });
+            (loss, correct, t.elapsed().as_secs_f64())
         })
         .collect();
-    let (loss, correct) = blocks
+    let (loss, correct, cpu) = blocks
         .iter()
-        .fold((0f64, 0usize), |(l, c), &(bl, bc)| (l + bl, c + bc));
-    (loss / n as f64, correct as f64 / n as f64)
+        .fold((0f64, 0usize, 0f64), |(l, c, t), &(bl, bc, bt)| {
+            (l + bl, c + bc, t + bt)
+        });
+    (loss / n as f64, correct as f64 / n as f64, cpu)
 }
 
 impl Experiment {
@@ -532,6 +550,7 @@ impl Experiment {
             setup_s,
             trainer: Box::new(LocalTrainer),
             generate_ns: std::sync::atomic::AtomicU64::new(0),
+            overlap_eval: true,
         })
     }
 
@@ -545,6 +564,14 @@ impl Experiment {
     /// run. Results do not depend on the trainer.
     pub fn set_trainer(&mut self, trainer: Box<dyn Trainer>) {
         self.trainer = trainer;
+    }
+
+    /// Whether a synchronous run evaluates round `r`'s model while round
+    /// `r + 1` trains (default `true`; the metrics are the same either way,
+    /// only the wall time differs). Over several MPI ranks evaluation never
+    /// overlaps: training needs the main thread there.
+    pub fn set_overlap_eval(&mut self, on: bool) {
+        self.overlap_eval = on;
     }
 
     /// The data the global model is evaluated on.
@@ -617,6 +644,11 @@ impl Experiment {
         // Reused from round to round: the sum, and the model the sum's last
         // pass rounds into (the previous round's model).
         let (mut sum_buffer, mut model_buffer) = (Vec::new(), Vec::new());
+        // A round's row whose evaluation waits to run alongside the next
+        // round's training (in one process; over MPI, training needs the
+        // main thread).
+        let overlap_eval = self.overlap_eval && self.trainer().ranks() == 1;
+        let mut pending: Option<RoundRow> = None;
         for round in 1..=s.rounds {
             let selected = self.select(round, now);
             let plans: Vec<Plan> = selected
@@ -662,26 +694,47 @@ impl Experiment {
                 .collect();
             // Strategies that read the updates through one weighted sum get
             // it built while the clients train.
-            let (trained, sum) = match self.strategy.update_sum() {
+            let this: &Experiment = self;
+            let (sum_buf, model_buf) = (
+                std::mem::take(&mut sum_buffer),
+                std::mem::take(&mut model_buffer),
+            );
+            let train = |timing: &mut Timing| match this.strategy.update_sum() {
                 Some(kind) => {
-                    let mut sum = self.running_sum(&jobs, kind, std::mem::take(&mut sum_buffer));
-                    if self.strategy.model_is_mean() {
-                        sum.round_into(std::mem::take(&mut model_buffer));
+                    let mut sum = this.running_sum(&jobs, kind, sum_buf);
+                    if this.strategy.model_is_mean() {
+                        sum.round_into(model_buf);
                     }
-                    let (t, sum) = self.train_jobs_summed(
-                        &jobs,
-                        &local,
-                        &attackers,
-                        &mut timing,
-                        sum,
-                        &global,
-                    );
+                    let (t, sum) =
+                        this.train_jobs_summed(&jobs, &local, &attackers, timing, sum, &global);
                     (t, Some(sum.into_parts()))
                 }
-                None => (
-                    self.train_jobs(&jobs, &local, &attackers, &mut timing),
-                    None,
-                ),
+                None => (this.train_jobs(&jobs, &local, &attackers, timing), None),
+            };
+            // The previous round's evaluation (of `global`, the model this
+            // round trains from) runs alongside this round's training: the
+            // threads a round's last clients leave idle evaluate.
+            let (trained, sum) = match pending.take() {
+                Some(mut row) => {
+                    let t_both = Instant::now();
+                    let train_before = timing.train_s;
+                    let (trained, (test_loss, test_accuracy, eval_cpu)) = rayon::join(
+                        || train(&mut timing),
+                        || evaluate_timed(model, &global, this.eval_set()),
+                    );
+                    // Evaluation counts its CPU time spread over the
+                    // threads; training the rest of the joint wall time.
+                    let eval_share = eval_cpu / timing.threads.max(1) as f64;
+                    timing.eval_s += eval_share;
+                    timing.train_s =
+                        train_before + (t_both.elapsed().as_secs_f64() - eval_share).max(0.0);
+                    row.test_loss = test_loss;
+                    row.test_accuracy = test_accuracy;
+                    obs.row(&row)?;
+                    rows.push(row);
+                    trained
+                }
+                None => train(&mut timing),
             };
             drop(jobs);
             let malicious_updates = trained.iter().filter(|t| t.malicious).count();
@@ -720,14 +773,11 @@ impl Experiment {
             let bad_loss = train_loss.is_some_and(|l| !l.is_finite());
             let last = round == s.rounds || bad_params || bad_loss;
             if round % s.eval.every == 0 || last {
-                let t_eval = Instant::now();
-                let (test_loss, test_accuracy) = evaluate(model, &global, self.eval_set());
-                timing.eval_s += t_eval.elapsed().as_secs_f64();
-                let row = RoundRow {
+                let mut row = RoundRow {
                     round,
                     virtual_time_s: now.as_secs(),
-                    test_accuracy,
-                    test_loss,
+                    test_accuracy: f64::NAN,
+                    test_loss: f64::NAN,
                     train_loss,
                     selected: selected.len(),
                     completed: updates.len(),
@@ -753,8 +803,15 @@ impl Experiment {
                     staleness_mean: None,
                     staleness_max: None,
                 };
-                obs.row(&row)?;
-                rows.push(row);
+                if last || !overlap_eval {
+                    let t_eval = Instant::now();
+                    (row.test_loss, row.test_accuracy) = evaluate(model, &global, self.eval_set());
+                    timing.eval_s += t_eval.elapsed().as_secs_f64();
+                    obs.row(&row)?;
+                    rows.push(row);
+                } else {
+                    pending = Some(row);
+                }
             }
             obs.round_done(round, s.rounds);
             if bad_params || bad_loss {
@@ -762,6 +819,7 @@ impl Experiment {
                 break;
             }
         }
+        debug_assert!(pending.is_none(), "the last round is evaluated at once");
         timing.wall_s = start.elapsed().as_secs_f64();
         timing.peak_rss_mib = peak_rss_mib();
         Ok(RunResult {
@@ -769,6 +827,66 @@ impl Experiment {
             diverged,
             timing,
         })
+    }
+}
+
+#[cfg(test)]
+mod overlap_tests {
+    use super::*;
+
+    /// Rows of `text` run with evaluation alongside the next round's
+    /// training or at once, on `threads` threads, with an observer that
+    /// records the order of its calls.
+    fn rows(text: &str, overlap: bool, threads: usize) -> (Vec<RoundRow>, Vec<String>) {
+        struct Log(Vec<String>);
+        impl Observer for Log {
+            fn round_done(&mut self, round: usize, _total: usize) {
+                self.0.push(format!("done {round}"));
+            }
+            fn row(&mut self, row: &RoundRow) -> Result<(), RunError> {
+                self.0.push(format!("row {}", row.round));
+                Ok(())
+            }
+        }
+        let s = crate::scenario::from_str(text, "t.toml", &[]).unwrap();
+        let mut exp = Experiment::build(s).unwrap();
+        exp.set_overlap_eval(overlap);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let mut log = Log(Vec::new());
+        let res = pool.install(|| exp.run(&mut log)).unwrap();
+        (res.rows, log.0)
+    }
+
+    #[test]
+    fn evaluating_alongside_the_next_round_changes_no_result() {
+        // Evaluated every 2 rounds of 7: rounds 2, 4 and 6 are evaluated
+        // while the next round trains, round 7 (the last) at once.
+        for strategy in ["fedavg", "median"] {
+            let text = format!(
+                "name = \"t\"\nseed = 3\nrounds = 7\nclients_per_round = 6\n\
+                 [data]\nkind = \"synthetic\"\ndevices = 40\n\
+                 [strategy]\nkind = \"{strategy}\"\n[system]\ndropout = 0.1\n\
+                 [eval]\nevery = 2\n"
+            );
+            let (at_once, _) = rows(&text, false, 2);
+            assert_eq!(
+                at_once.iter().map(|r| r.round).collect::<Vec<_>>(),
+                [2, 4, 6, 7]
+            );
+            assert!(at_once.iter().all(|r| r.test_accuracy.is_finite()));
+            for threads in [1, 2] {
+                let (overlapped, log) = rows(&text, true, threads);
+                assert_eq!(overlapped, at_once, "{strategy}, {threads} threads");
+                // Round 2's row comes while round 3 trains: after round 2
+                // is done, before round 3 is.
+                let at = |e: &str| log.iter().position(|l| l == e).unwrap();
+                assert!(at("done 2") < at("row 2") && at("row 2") < at("done 3"));
+                assert!(at("row 7") < at("done 7"));
+            }
+        }
     }
 }
 
