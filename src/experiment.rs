@@ -15,7 +15,8 @@
 //! Planning a client's trip and training a batch of clients live in
 //! [`crate::training`], shared with the asynchronous engine.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -458,41 +459,118 @@ fn subset(d: &Dataset, rows: &[u32]) -> Dataset {
 /// in parallel (each worker with its thread's scratch space) and summed in
 /// block order (deterministic).
 pub fn evaluate(model: &dyn Model, params: &[f32], data: &Dataset) -> (f64, f64) {
-    let (loss, accuracy, _) = evaluate_timed(model, params, data);
+    let blocks = EvalBlocks::new(model, params, data);
+    blocks.finish();
+    let (loss, accuracy, _) = blocks.result();
     (loss, accuracy)
 }
 
-/// [`evaluate`], also returning the CPU seconds its blocks took, summed
-/// over the threads that ran them.
-pub fn evaluate_timed(model: &dyn Model, params: &[f32], data: &Dataset) -> (f64, f64, f64) {
-    const BLOCK: usize = 1024;
-    let n = data.len();
-    if n == 0 {
-        return (f64::NAN, f64::NAN, 0.0);
+/// One evaluation of `params` on `data`, cut into pieces of [`EvalBlocks::PIECE`]
+/// rows that any thread can take ([`EvalBlocks::work`]) — also threads
+/// that finish their share of a round's training early. Each row's loss is
+/// kept and the losses are added in a fixed order (within blocks of
+/// [`EvalBlocks::BLOCK`] rows, then the blocks), so [`evaluate`]'s figures
+/// do not depend on who evaluated what.
+pub struct EvalBlocks<'a> {
+    model: &'a dyn Model,
+    params: &'a [f32],
+    data: &'a Dataset,
+    next: AtomicUsize,
+    /// Per piece: its rows' losses, written by whoever evaluates it.
+    losses: Vec<Mutex<Vec<f32>>>,
+    /// Pieces evaluated so far.
+    pieces_done: AtomicUsize,
+    correct: AtomicUsize,
+    /// CPU nanoseconds spent on pieces, summed over threads.
+    cpu_ns: AtomicU64,
+}
+
+impl<'a> EvalBlocks<'a> {
+    /// Rows evaluated at a time by one thread.
+    pub const PIECE: usize = 64;
+    /// Rows whose losses are added up on their own, before the blocks'
+    /// sums are added in order (a multiple of [`EvalBlocks::PIECE`]).
+    pub const BLOCK: usize = 1024;
+
+    /// An evaluation not started yet.
+    pub fn new(model: &'a dyn Model, params: &'a [f32], data: &'a Dataset) -> Self {
+        let n = data.len();
+        Self {
+            model,
+            params,
+            data,
+            next: AtomicUsize::new(0),
+            losses: (0..n.div_ceil(Self::PIECE))
+                .map(|p| Mutex::new(vec![0.0; Self::PIECE.min(n - p * Self::PIECE)]))
+                .collect(),
+            pieces_done: AtomicUsize::new(0),
+            correct: AtomicUsize::new(0),
+            cpu_ns: AtomicU64::new(0),
+        }
     }
-    let blocks: Vec<(f64, usize, f64)> = (0..n.div_ceil(BLOCK))
-        .into_par_iter()
-        .map(|b| {
+
+    /// Evaluates pieces nobody has taken until none is left.
+    pub fn work(&self) {
+        loop {
+            let p = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some(slot) = self.losses.get(p) else {
+                break;
+            };
             let t = Instant::now();
-            let lo = b * BLOCK;
-            let hi = (lo + BLOCK).min(n);
-            let (loss, correct) = with_thread_scratch(|scratch| {
-                model.evaluate(
-                    params,
-                    data.x.slice(ndarray::s![lo..hi, ..]),
-                    &data.y[lo..hi],
+            let mut losses = slot.lock().unwrap_or_else(PoisonError::into_inner);
+            let lo = p * Self::PIECE;
+            let hi = lo + losses.len();
+            let correct = with_thread_scratch(|scratch| {
+                self.model.evaluate_rows(
+                    self.params,
+                    self.data.x.slice(ndarray::s![lo..hi, ..]),
+                    &self.data.y[lo..hi],
                     scratch,
+                    &mut losses,
                 )
             });
-            (loss, correct, t.elapsed().as_secs_f64())
-        })
-        .collect();
-    let (loss, correct, cpu) = blocks
-        .iter()
-        .fold((0f64, 0usize, 0f64), |(l, c, t), &(bl, bc, bt)| {
-            (l + bl, c + bc, t + bt)
+            drop(losses);
+            self.correct.fetch_add(correct, Ordering::Relaxed);
+            self.pieces_done.fetch_add(1, Ordering::Release);
+            self.cpu_ns
+                .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Evaluates the pieces left, on all threads of the pool.
+    pub fn finish(&self) {
+        (0..rayon::current_num_threads().min(self.losses.len()))
+            .into_par_iter()
+            .for_each(|_| self.work());
+    }
+
+    /// Mean loss, accuracy, and the CPU seconds the pieces took (summed
+    /// over threads); loss and accuracy are NaN for an empty data set.
+    ///
+    /// # Panics
+    /// If a piece was not evaluated ([`EvalBlocks::finish`] first).
+    pub fn result(&self) -> (f64, f64, f64) {
+        let n = self.data.len();
+        let cpu = self.cpu_ns.load(Ordering::Relaxed) as f64 * 1e-9;
+        if n == 0 {
+            return (f64::NAN, f64::NAN, cpu);
+        }
+        assert_eq!(
+            self.pieces_done.load(Ordering::Acquire),
+            self.losses.len(),
+            "every piece is evaluated"
+        );
+        let per_block = Self::BLOCK / Self::PIECE;
+        let loss = self.losses.chunks(per_block).fold(0.0, |total, block| {
+            let sum = block.iter().fold(0.0, |acc, piece| {
+                let piece = piece.lock().unwrap_or_else(PoisonError::into_inner);
+                piece.iter().fold(acc, |a, &l| a + f64::from(l))
+            });
+            total + sum
         });
-    (loss / n as f64, correct as f64 / n as f64, cpu)
+        let correct = self.correct.load(Ordering::Relaxed);
+        (loss / n as f64, correct as f64 / n as f64, cpu)
+    }
 }
 
 impl Experiment {
@@ -699,43 +777,62 @@ impl Experiment {
                 std::mem::take(&mut sum_buffer),
                 std::mem::take(&mut model_buffer),
             );
-            let train = |timing: &mut Timing| match this.strategy.update_sum() {
+            // The previous round's evaluation (of `global`, the model this
+            // round trains from) fills the tail of this round's training:
+            // threads left without a client to start evaluate.
+            let evals = pending
+                .as_ref()
+                .map(|_| EvalBlocks::new(model, &global, this.eval_set()));
+            let evaluate_spare = || {
+                if let Some(e) = &evals {
+                    e.work();
+                }
+            };
+            let t_round = Instant::now();
+            let train_before = timing.train_s;
+            let (trained, sum) = match this.strategy.update_sum() {
                 Some(kind) => {
                     let mut sum = this.running_sum(&jobs, kind, sum_buf);
                     if this.strategy.model_is_mean() {
                         sum.round_into(model_buf);
                     }
-                    let (t, sum) =
-                        this.train_jobs_summed(&jobs, &local, &attackers, timing, sum, &global);
-                    (t, Some(sum.into_parts()))
-                }
-                None => (this.train_jobs(&jobs, &local, &attackers, timing), None),
-            };
-            // The previous round's evaluation (of `global`, the model this
-            // round trains from) runs alongside this round's training: the
-            // threads a round's last clients leave idle evaluate.
-            let (trained, sum) = match pending.take() {
-                Some(mut row) => {
-                    let t_both = Instant::now();
-                    let train_before = timing.train_s;
-                    let (trained, (test_loss, test_accuracy, eval_cpu)) = rayon::join(
-                        || train(&mut timing),
-                        || evaluate_timed(model, &global, this.eval_set()),
+                    let (t, sum) = this.run_jobs(
+                        &jobs,
+                        &local,
+                        &attackers,
+                        &mut timing,
+                        Some((sum, &global)),
+                        &evaluate_spare,
                     );
-                    // Evaluation counts its CPU time spread over the
-                    // threads; training the rest of the joint wall time.
-                    let eval_share = eval_cpu / timing.threads.max(1) as f64;
-                    timing.eval_s += eval_share;
-                    timing.train_s =
-                        train_before + (t_both.elapsed().as_secs_f64() - eval_share).max(0.0);
-                    row.test_loss = test_loss;
-                    row.test_accuracy = test_accuracy;
-                    obs.row(&row)?;
-                    rows.push(row);
-                    trained
+                    (t, sum.map(crate::strategy::RunningSum::into_parts))
                 }
-                None => train(&mut timing),
+                None => (
+                    this.run_jobs(
+                        &jobs,
+                        &local,
+                        &attackers,
+                        &mut timing,
+                        None,
+                        &evaluate_spare,
+                    )
+                    .0,
+                    None,
+                ),
             };
+            if let (Some(e), Some(mut row)) = (evals, pending.take()) {
+                e.finish();
+                let (test_loss, test_accuracy, eval_cpu) = e.result();
+                // Evaluation counts its CPU time spread over the threads;
+                // training the rest of the joint wall time.
+                let eval_share = eval_cpu / timing.threads.max(1) as f64;
+                timing.eval_s += eval_share;
+                timing.train_s =
+                    train_before + (t_round.elapsed().as_secs_f64() - eval_share).max(0.0);
+                row.test_loss = test_loss;
+                row.test_accuracy = test_accuracy;
+                obs.row(&row)?;
+                rows.push(row);
+            }
             drop(jobs);
             let malicious_updates = trained.iter().filter(|t| t.malicious).count();
             let updates: Vec<ClientUpdate> = trained.into_iter().map(|t| t.update).collect();
@@ -858,6 +955,48 @@ mod overlap_tests {
         let mut log = Log(Vec::new());
         let res = pool.install(|| exp.run(&mut log)).unwrap();
         (res.rows, log.0)
+    }
+
+    /// Pieces taken by any thread, in any order, add up exactly as blocks
+    /// of `BLOCK` rows summed in row order, then the blocks in order.
+    #[test]
+    fn evaluation_pieces_add_up_as_fixed_blocks() {
+        use rand::{RngExt, SeedableRng};
+        let model = crate::model::Mlp::new(7, &[9], 4);
+        let mut rng = crate::rng::Rng::seed_from_u64(4);
+        let params: Vec<f32> = (0..model.num_params())
+            .map(|_| rng.random_range(-1.0f32..1.0))
+            .collect();
+        let n = 2 * EvalBlocks::BLOCK + 301;
+        let data = Dataset {
+            x: ndarray::Array2::from_shape_fn((n, 7), |_| rng.random_range(-2.0f32..2.0)),
+            y: (0..n).map(|_| rng.random_range(0..4u32)).collect(),
+            num_classes: 4,
+            groups: None,
+        };
+        let mut losses = vec![0f32; n];
+        let correct = model.evaluate_rows(
+            &params,
+            data.x.view(),
+            &data.y,
+            &mut crate::model::Scratch::new(),
+            &mut losses,
+        );
+        let want = losses
+            .chunks(EvalBlocks::BLOCK)
+            .fold(0.0, |t, b| t + crate::model::sum_losses(b))
+            / n as f64;
+        // Two threads taking pieces as they come, then the rest.
+        let e = EvalBlocks::new(&model, &params, &data);
+        std::thread::scope(|sc| {
+            sc.spawn(|| e.work());
+            sc.spawn(|| e.work());
+        });
+        e.finish();
+        let (loss, accuracy, _) = e.result();
+        assert_eq!(loss.to_bits(), want.to_bits());
+        assert_eq!(accuracy, correct as f64 / n as f64);
+        assert_eq!(evaluate(&model, &params, &data), (loss, accuracy));
     }
 
     #[test]

@@ -315,7 +315,8 @@ impl Experiment {
         attackers: &Attackers,
         timing: &mut Timing,
     ) -> Vec<Trained> {
-        self.run_jobs(jobs, local, attackers, timing, None).0
+        self.run_jobs(jobs, local, attackers, timing, None, &|| {})
+            .0
     }
 
     /// An empty [`RunningSum`] of `jobs`' updates as `kind`, built in
@@ -351,17 +352,23 @@ impl Experiment {
         sum: RunningSum,
         global: &[f32],
     ) -> (Vec<Trained>, RunningSum) {
-        let (trained, sum) = self.run_jobs(jobs, local, attackers, timing, Some((sum, global)));
+        let (trained, sum) =
+            self.run_jobs(jobs, local, attackers, timing, Some((sum, global)), &|| {});
         (trained, sum.expect("a sum was given"))
     }
 
-    fn run_jobs(
+    /// [`Experiment::train_jobs`] with `sum` (and its global model) as in
+    /// [`Experiment::train_jobs_summed`], handing `idle` to the trainer
+    /// ([`Trainer::train_each`]): a thread left without a client to start
+    /// runs it.
+    pub(crate) fn run_jobs(
         &self,
         jobs: &[TrainJob<'_>],
         local: &LocalConfig,
         attackers: &Attackers,
         timing: &mut Timing,
         sum: Option<(RunningSum, &[f32])>,
+        idle: &(dyn Fn() + Sync),
     ) -> (Vec<Trained>, Option<RunningSum>) {
         let s = &self.scenario;
         let n = jobs.len();
@@ -442,7 +449,7 @@ impl Experiment {
         };
         let t_train = Instant::now();
         self.trainer()
-            .train_each(self, jobs, local, attackers, &done);
+            .train_each(self, jobs, local, attackers, &done, idle);
         timing.train_s += t_train.elapsed().as_secs_f64();
         // Only the additions made during training: the sweep below runs
         // outside `train_s` and is counted as overhead with the rest.
@@ -538,7 +545,10 @@ pub trait Trainer: Send + Sync {
 
     /// Trains `jobs` of `exp` and hands each result, with its job's index,
     /// to `done` as soon as it is ready — from any thread, in any order.
-    /// Default: [`Trainer::train`], then every result in job order.
+    /// A thread of this process that has no job left to start may call
+    /// `idle` (other work of the round, e.g. evaluating the previous
+    /// model), once. Default: [`Trainer::train`], then every result in job
+    /// order; `idle` is not called.
     fn train_each(
         &self,
         exp: &Experiment,
@@ -546,7 +556,9 @@ pub trait Trainer: Send + Sync {
         local: &LocalConfig,
         attackers: &Attackers,
         done: &(dyn Fn(usize, LocalResult) + Sync),
+        idle: &(dyn Fn() + Sync),
     ) {
+        let _ = idle;
         let results = self.train(exp, jobs, local, attackers);
         assert_eq!(
             results.len(),
@@ -586,7 +598,9 @@ impl Trainer for LocalTrainer {
     /// start last and leave the other threads idle at the end of a round;
     /// jobs of equal size keep their order, so results then arrive roughly
     /// in job order and an in-order consumer (the running sum of
-    /// `train_jobs_summed`) can use each one right away.
+    /// `train_jobs_summed`) can use each one right away. A thread that
+    /// finds the list empty calls `idle` before it returns, so the round's
+    /// other work fills the tail where the last clients train.
     fn train_each(
         &self,
         exp: &Experiment,
@@ -594,6 +608,7 @@ impl Trainer for LocalTrainer {
         local: &LocalConfig,
         attackers: &Attackers,
         done: &(dyn Fn(usize, LocalResult) + Sync),
+        idle: &(dyn Fn() + Sync),
     ) {
         let cx = JobContext::of(exp);
         let order = dispatch_order(exp, jobs, local);
@@ -607,6 +622,7 @@ impl Trainer for LocalTrainer {
                     with_thread_scratch(|scratch| cx.train(&jobs[i], local, attackers, scratch));
                 done(i, r);
             }
+            idle();
         });
     }
 }

@@ -136,14 +136,15 @@ impl<T: DenseModel> Model for T {
     ) -> Option<f32> {
         self.net().sgd_step_rows(params, from, batch, step, bufs)
     }
-    fn evaluate(
+    fn evaluate_rows(
         &self,
         params: &[f32],
         x: ArrayView2<f32>,
         y: &[u32],
         scratch: &mut Scratch,
-    ) -> (f64, usize) {
-        self.net().evaluate(params, x, y, scratch)
+        losses: &mut [f32],
+    ) -> usize {
+        self.net().evaluate_rows(params, x, y, scratch, losses)
     }
 }
 
@@ -638,23 +639,25 @@ impl Dense {
         (loss / rows as f64) as f32
     }
 
-    /// Sum of per-sample cross-entropy losses and the number of rows whose
-    /// arg-max logit (first one on ties) equals the label, in blocks of
-    /// [`SMALL_ROWS`] rows through the small kernels where they run, else of
-    /// [`EVAL_BLOCK`] rows through matrixmultiply (the same bits either way).
-    pub(crate) fn evaluate(
+    /// Each row's cross-entropy loss into `losses` and the number of rows
+    /// whose arg-max logit (first one on ties) equals the label, in blocks
+    /// of [`SMALL_ROWS`] rows through the small kernels where they run, else
+    /// of [`EVAL_BLOCK`] rows through matrixmultiply (the same bits either
+    /// way).
+    pub(crate) fn evaluate_rows(
         &self,
         params: &[f32],
         x: ArrayView2<f32>,
         y: &[u32],
         scratch: &mut Scratch,
-    ) -> (f64, usize) {
+        losses: &mut [f32],
+    ) -> usize {
         let block = if small_gemm::available() {
             SMALL_ROWS
         } else {
             EVAL_BLOCK
         };
-        self.evaluate_in_blocks(params, x, y, scratch, block)
+        self.evaluate_in_blocks(params, x, y, scratch, block, losses)
     }
 
     /// [`Dense::evaluate`] in blocks of `block` rows.
@@ -665,11 +668,12 @@ impl Dense {
         y: &[u32],
         scratch: &mut Scratch,
         block: usize,
-    ) -> (f64, usize) {
+        losses: &mut [f32],
+    ) -> usize {
         self.check(params, &x, y);
         let n = x.nrows();
+        assert_eq!(losses.len(), n, "one loss per row");
         let c = self.num_classes();
-        let mut loss = 0.0f64;
         let mut correct = 0usize;
         let mut start = 0;
         while start < n {
@@ -678,9 +682,10 @@ impl Dense {
             let acts_len = rows * self.acts_per_row();
             let acts = &mut scratch.buf(0, acts_len)[..acts_len];
             self.forward(params, Input::View(x.slice(s![start..end, ..])), acts);
-            for (row, &label) in acts[acts_len - rows * c..]
+            for ((row, &label), loss) in acts[acts_len - rows * c..]
                 .chunks_exact(c)
                 .zip(&y[start..end])
+                .zip(&mut losses[start..end])
             {
                 let yi = label as usize;
                 assert!(yi < c, "label {yi} out of range for {c} classes");
@@ -693,12 +698,12 @@ impl Dense {
                     }
                 }
                 let sum: f32 = row.iter().map(|&v| (v - m).exp()).sum();
-                loss += f64::from(sum.ln() - (row[yi] - m));
+                *loss = sum.ln() - (row[yi] - m);
                 correct += usize::from(best == yi);
             }
             start = end;
         }
-        (loss, correct)
+        correct
     }
 }
 
@@ -926,9 +931,12 @@ mod tests {
                 .map(|_| rng.random_range(-0.3f32..0.3))
                 .collect();
             let mut s = Scratch::new();
-            let (l_small, c_small) = net.evaluate_in_blocks(&p, x.view(), &y, &mut s, SMALL_ROWS);
-            let (l_gemm, c_gemm) = net.evaluate_in_blocks(&p, x.view(), &y, &mut s, EVAL_BLOCK);
-            assert_eq!(l_small.to_bits(), l_gemm.to_bits(), "{dims:?}");
+            let (mut l_small, mut l_gemm) = (vec![0f32; rows], vec![0f32; rows]);
+            let c_small =
+                net.evaluate_in_blocks(&p, x.view(), &y, &mut s, SMALL_ROWS, &mut l_small);
+            let c_gemm = net.evaluate_in_blocks(&p, x.view(), &y, &mut s, EVAL_BLOCK, &mut l_gemm);
+            let bits = |l: &[f32]| l.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&l_small), bits(&l_gemm), "{dims:?}");
             assert_eq!(c_small, c_gemm, "{dims:?}");
             assert!(c_small > 0 && c_small < rows);
         }

@@ -234,15 +234,40 @@ pub trait Model: Send + Sync {
         let _ = (params, from, batch, step, bufs);
         None
     }
-    /// Sum of per-sample cross-entropy losses and number of correct
-    /// (arg-max) predictions over the batch.
+    /// Each row's cross-entropy loss into `losses` (one per row of `x`)
+    /// and the number of correct (arg-max) predictions over the batch.
+    ///
+    /// # Panics
+    /// If `losses` does not have one entry per row of `x` (and as
+    /// [`Model::sgd_step`] for the shapes).
+    fn evaluate_rows(
+        &self,
+        params: &[f32],
+        x: ArrayView2<f32>,
+        y: &[u32],
+        scratch: &mut Scratch,
+        losses: &mut [f32],
+    ) -> usize;
+    /// Sum of per-sample cross-entropy losses (added in row order, in
+    /// f64) and number of correct (arg-max) predictions over the batch.
     fn evaluate(
         &self,
         params: &[f32],
         x: ArrayView2<f32>,
         y: &[u32],
         scratch: &mut Scratch,
-    ) -> (f64, usize);
+    ) -> (f64, usize) {
+        let mut losses = vec![0f32; x.nrows()];
+        let correct = self.evaluate_rows(params, x, y, scratch, &mut losses);
+        (sum_losses(&losses), correct)
+    }
+}
+
+/// `losses` added in order in f64, from zero: how an evaluation adds its
+/// rows' losses (so evaluating the rows in any pieces, on any threads,
+/// gives the same sum).
+pub fn sum_losses(losses: &[f32]) -> f64 {
+    losses.iter().fold(0.0, |acc, &l| acc + f64::from(l))
 }
 
 /// Whether every coordinate of `params` is finite (no NaN, no ±∞): the

@@ -120,14 +120,15 @@ mod tests {
                 grad[3] *= 1.01;
                 l
             }
-            fn evaluate(
+            fn evaluate_rows(
                 &self,
                 params: &[f32],
                 x: ArrayView2<f32>,
                 y: &[u32],
                 scratch: &mut Scratch,
-            ) -> (f64, usize) {
-                self.0.evaluate(params, x, y, scratch)
+                losses: &mut [f32],
+            ) -> usize {
+                self.0.evaluate_rows(params, x, y, scratch, losses)
             }
         }
         let m = Broken(SoftmaxRegression::new(6, 3));

@@ -68,16 +68,25 @@ impl Model for Quadratic {
         }
         (loss / n) as f32
     }
-    fn evaluate(
+    fn evaluate_rows(
         &self,
         params: &[f32],
         x: ArrayView2<f32>,
         y: &[u32],
         scratch: &mut Scratch,
-    ) -> (f64, usize) {
+        losses: &mut [f32],
+    ) -> usize {
         let mut g = vec![0.0; self.d];
-        let l = self.loss_grad(params, x, y, &mut g, scratch);
-        (f64::from(l) * x.nrows() as f64, 0)
+        for (r, loss) in losses.iter_mut().enumerate() {
+            *loss = self.loss_grad(
+                params,
+                x.slice(ndarray::s![r..r + 1, ..]),
+                &y[r..r + 1],
+                &mut g,
+                scratch,
+            );
+        }
+        0
     }
 }
 
