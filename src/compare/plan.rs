@@ -352,13 +352,8 @@ pub fn plan(sargs: &ScenarioArgs, args: &PlanArgs) -> anyhow::Result<ComparePlan
         .collect();
     for labels in scenario::repeated_simulations(&firsts) {
         notes.push(format!(
-            "compare runs {} run the same simulation (what they differ in does not apply \
-             to the kinds they choose): their results will be identical",
-            labels
-                .iter()
-                .map(|l| format!("`{l}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            "compare runs {labels} run the same simulation (what they differ in does not apply \
+             to the kinds they choose): their results will be identical"
         ));
     }
     let mut seen = BTreeSet::new();

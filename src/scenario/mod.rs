@@ -322,12 +322,13 @@ impl Scenario {
 }
 
 /// The groups of labels whose scenarios are the same simulation
-/// ([`Scenario::simulation_key`]), each group in the order given and the
-/// groups in the order of their first label; labels that stand alone are
-/// left out. `compare` and `sweep` note these: their runs would repeat
-/// each other.
-pub fn repeated_simulations<'a>(runs: &[(&'a str, &Scenario)]) -> Vec<Vec<&'a str>> {
-    let mut groups: Vec<(String, Vec<&'a str>)> = Vec::new();
+/// ([`Scenario::simulation_key`]), each written as its labels in code
+/// spans, comma-separated and in the order given (`` `a`, `b` ``); the
+/// groups in the order of their first label, labels that stand alone left
+/// out. `compare` and `sweep` note these: their runs would repeat each
+/// other.
+pub fn repeated_simulations(runs: &[(&str, &Scenario)]) -> Vec<String> {
+    let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
     for (label, s) in runs {
         let key = s.simulation_key();
         match groups.iter_mut().find(|(k, _)| *k == key) {
@@ -337,8 +338,14 @@ pub fn repeated_simulations<'a>(runs: &[(&'a str, &Scenario)]) -> Vec<Vec<&'a st
     }
     groups
         .into_iter()
-        .map(|(_, labels)| labels)
-        .filter(|labels| labels.len() > 1)
+        .filter(|(_, labels)| labels.len() > 1)
+        .map(|(_, labels)| {
+            labels
+                .iter()
+                .map(|l| format!("`{l}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
         .collect()
 }
 

@@ -182,15 +182,10 @@ pub fn plan(sargs: &ScenarioArgs, args: &PlanArgs) -> anyhow::Result<SweepPlan> 
         .collect();
     for labels in scenario::repeated_simulations(&firsts) {
         notes.push(format!(
-            "grid points {} run the same simulation (what they differ in does not apply to \
+            "grid points {labels} run the same simulation (what they differ in does not apply to \
              the kinds they choose): their runs will be identical; a grid per kind, or \
              `fedsim compare` with one `[[compare.runs]]` entry per configuration, avoids \
-             the repeats",
-            labels
-                .iter()
-                .map(|l| format!("`{l}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
+             the repeats"
         ));
     }
 
@@ -306,6 +301,14 @@ mod tests {
     use crate::scenario::StrategySpec;
 
     const BASE: &str = "seed = 7\nrounds = 3\n[data]\ndevices = 30\n";
+
+    /// The plan's notes about points that are one simulation.
+    fn same_simulation_notes(p: &SweepPlan) -> Vec<&String> {
+        p.notes
+            .iter()
+            .filter(|n| n.contains("same simulation"))
+            .collect()
+    }
 
     fn plan_text(text: &str, grid: &[&str], seeds: Option<usize>) -> anyhow::Result<SweepPlan> {
         plan_full(text, grid, seeds, None, &[])
@@ -428,11 +431,7 @@ mod tests {
         assert_eq!(p.jobs[0].scenario.local.lr, 0.2);
         // FedAvg ignores FedProx's μ: its two points are one simulation;
         // FedProx's two are not.
-        let same: Vec<&String> = p
-            .notes
-            .iter()
-            .filter(|n| n.contains("same simulation"))
-            .collect();
+        let same = same_simulation_notes(&p);
         assert_eq!(same.len(), 1, "{:?}", p.notes);
         assert!(
             same[0].contains("`strategy.fedprox.mu=0.1,strategy.kind=fedavg`")
@@ -455,11 +454,7 @@ mod tests {
             &["partition.kind=iid", "partition.clients=10"],
         )
         .unwrap();
-        let same: Vec<&String> = p
-            .notes
-            .iter()
-            .filter(|n| n.contains("same simulation"))
-            .collect();
+        let same = same_simulation_notes(&p);
         assert_eq!(same.len(), 1, "{:?}", p.notes);
         assert!(same[0].contains("kind=iid") && !same[0].contains("kind=dirichlet"));
         // Distinct simulations get no such note.
