@@ -770,8 +770,6 @@ impl Experiment {
                     correction: self.strategy.client_correction(p.trip.client),
                 })
                 .collect();
-            // Strategies that read the updates through one weighted sum get
-            // it built while the clients train.
             let this: &Experiment = self;
             let (sum_buf, model_buf) = (
                 std::mem::take(&mut sum_buffer),
@@ -790,6 +788,8 @@ impl Experiment {
             };
             let t_round = Instant::now();
             let train_before = timing.train_s;
+            // Strategies that read the updates through one weighted sum get
+            // it built while the clients train.
             let (trained, sum) = match this.strategy.update_sum() {
                 Some(kind) => {
                     let mut sum = this.running_sum(&jobs, kind, sum_buf);
