@@ -563,8 +563,7 @@ impl<'a> EvalBlocks<'a> {
         let per_block = Self::BLOCK / Self::PIECE;
         let loss = self.losses.chunks(per_block).fold(0.0, |total, block| {
             let sum = block.iter().fold(0.0, |acc, piece| {
-                let piece = piece.lock().unwrap_or_else(PoisonError::into_inner);
-                piece.iter().fold(acc, |a, &l| a + f64::from(l))
+                crate::model::add_losses(acc, &piece.lock().unwrap_or_else(PoisonError::into_inner))
             });
             total + sum
         });
@@ -984,7 +983,7 @@ mod overlap_tests {
         );
         let want = losses
             .chunks(EvalBlocks::BLOCK)
-            .fold(0.0, |t, b| t + crate::model::sum_losses(b))
+            .fold(0.0, |t, b| t + crate::model::add_losses(0.0, b))
             / n as f64;
         // Two threads taking pieces as they come, then the rest.
         let e = EvalBlocks::new(&model, &params, &data);

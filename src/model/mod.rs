@@ -259,15 +259,15 @@ pub trait Model: Send + Sync {
     ) -> (f64, usize) {
         let mut losses = vec![0f32; x.nrows()];
         let correct = self.evaluate_rows(params, x, y, scratch, &mut losses);
-        (sum_losses(&losses), correct)
+        (add_losses(0.0, &losses), correct)
     }
 }
 
-/// `losses` added in order in f64, from zero: how an evaluation adds its
-/// rows' losses (so evaluating the rows in any pieces, on any threads,
-/// gives the same sum).
-pub fn sum_losses(losses: &[f32]) -> f64 {
-    losses.iter().fold(0.0, |acc, &l| acc + f64::from(l))
+/// `losses` added to `acc` one by one, in order, in f64: how an evaluation
+/// adds its rows' losses (so rows evaluated in any pieces, on any threads,
+/// and added through this in row order give the same sum).
+pub fn add_losses(acc: f64, losses: &[f32]) -> f64 {
+    losses.iter().fold(acc, |a, &l| a + f64::from(l))
 }
 
 /// Whether every coordinate of `params` is finite (no NaN, no ±∞): the
